@@ -7,18 +7,27 @@ enum or range changes here and nowhere else.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
-from servicegraph.graph import EdgeAttributes, Retry, ServiceDeclaration
+from servicegraph.graph import (
+    EdgeAttributes,
+    Graph,
+    Observation,
+    Retry,
+    ServiceDeclaration,
+    analyse,
+)
 
-GROUP = "graph.slo-engine.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+GROUP: Final = "graph.slo-engine.io"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = "graph.slo-engine.io/v1alpha1"
 CATEGORY = "slo-engine"
 
 # What OpenTelemetry's service.name looks like in practice; anything else (spaces, quotes,
@@ -38,7 +47,9 @@ Duration = Annotated[str, StringConstraints(max_length=32, pattern=DURATION_PATT
 ResourceName = Annotated[
     str, StringConstraints(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
 ]
-SecretKey = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
+SecretKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+]
 NamespaceName = Annotated[str, StringConstraints(min_length=1, max_length=63)]
 ShortText = Annotated[str, StringConstraints(max_length=253)]
 
@@ -124,7 +135,10 @@ class ServiceDependencySpec(ApiModel):
         default_factory=list,
         max_length=MAX_DEPENDENCIES,
         description="Services this service calls, at most one entry per target.",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["service"]},
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["service"],
+        },
     )
 
 
@@ -179,9 +193,9 @@ class ObservedSource(ApiModel):
     """Where observed dependencies come from: OpenTelemetry service-graph metrics."""
 
     prometheus: PrometheusEndpoint
-    metric_prefix: Annotated[str, StringConstraints(max_length=200, pattern=METRIC_PREFIX_PATTERN)] = (
-        Field("traces_service_graph", description="Prefix of the service-graph metrics.")
-    )
+    metric_prefix: Annotated[
+        str, StringConstraints(max_length=200, pattern=METRIC_PREFIX_PATTERN)
+    ] = Field("traces_service_graph", description="Prefix of the service-graph metrics.")
     interval: Duration = Field("15m", description="How often to poll.")
     window: Duration = Field("1h", description="How far back an observation counts.")
     min_request_rate: float = Field(
@@ -192,7 +206,14 @@ class ObservedSource(ApiModel):
 class GraphSelector(ApiModel):
     """Which ServiceDependency objects make up the graph."""
 
-    namespaces: list[Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$")]] = Field(
+    namespaces: list[
+        Annotated[
+            str,
+            StringConstraints(
+                min_length=1, max_length=63, pattern=r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$"
+            ),
+        ]
+    ] = Field(
         default_factory=list,
         max_length=256,
         description='Namespaces to read; empty means the graph\'s own namespace, ["*"] all.',
@@ -209,6 +230,13 @@ class GraphSelector(ApiModel):
     match_labels: dict[str, Annotated[str, StringConstraints(max_length=63)]] = Field(
         default_factory=dict, description="Labels a ServiceDependency must carry."
     )
+
+    def selects(self, namespace: str | None, labels: Mapping[str, str], home: str | None) -> bool:
+        """Whether an object in `namespace` with `labels` belongs to a graph living in `home`."""
+        namespaces: list[str | None] = [*self.namespaces] or [home]
+        if "*" not in namespaces and namespace not in namespaces:
+            return False
+        return all(labels.get(key) == value for key, value in self.match_labels.items())
 
 
 class SnapshotSpec(ApiModel):
@@ -235,6 +263,23 @@ class ServiceGraphSpec(ApiModel):
         description="Known cycles (their members, in any order) that raise no warning.",
     )
     snapshot: SnapshotSpec = Field(default_factory=SnapshotSpec)
+
+    def analyse(
+        self,
+        declarations: Iterable[ServiceDeclaration],
+        observations: Iterable[Observation] = (),
+        *,
+        now: datetime,
+    ) -> Graph:
+        """The graph this spec asks for, from the selected declarations and the observations."""
+        return analyse(
+            declarations,
+            observations,
+            now=now,
+            stale_after=timedelta(seconds=parse_duration(self.stale_after)),
+            acknowledged_cycles=self.acknowledged_cycles,
+            observing=self.observed is not None,
+        )
 
 
 class ObservedStatus(ApiModel):
@@ -292,7 +337,7 @@ class ObjectMeta(BaseModel):
 
 
 class ServiceDependency(ApiModel):
-    api_version: Literal["graph.slo-engine.io/v1alpha1"] = API_VERSION
+    api_version: Literal["graph.slo-engine.io/v1alpha1"] = "graph.slo-engine.io/v1alpha1"
     kind: Literal["ServiceDependency"] = "ServiceDependency"
     metadata: ObjectMeta
     spec: ServiceDependencySpec = Field(default_factory=ServiceDependencySpec)
@@ -319,7 +364,9 @@ class ServiceDependency(ApiModel):
                         protocol=dep.protocol,
                         timeout_ms=dep.timeout_ms,
                         retry=Retry(
-                            dep.retry.max_retries, dep.retry.backoff_ms, dep.retry.backoff_multiplier
+                            dep.retry.max_retries,
+                            dep.retry.backoff_ms,
+                            dep.retry.backoff_multiplier,
                         )
                         if dep.retry
                         else None,
@@ -331,7 +378,7 @@ class ServiceDependency(ApiModel):
 
 
 class ServiceGraph(ApiModel):
-    api_version: Literal["graph.slo-engine.io/v1alpha1"] = API_VERSION
+    api_version: Literal["graph.slo-engine.io/v1alpha1"] = "graph.slo-engine.io/v1alpha1"
     kind: Literal["ServiceGraph"] = "ServiceGraph"
     metadata: ObjectMeta
     spec: ServiceGraphSpec = Field(default_factory=ServiceGraphSpec)
@@ -385,7 +432,9 @@ SERVICE_DEPENDENCY = ResourceKind(
     plural="servicedependencies",
     short_names=("sdep",),
     printer_columns=(
-        PrinterColumn("Service", "string", ".spec.service", "Service name; default the object's name"),
+        PrinterColumn(
+            "Service", "string", ".spec.service", "Service name; default the object's name"
+        ),
         PrinterColumn("Team", "string", ".spec.team"),
         PrinterColumn("Tier", "string", ".spec.tier"),
         _condition_column("Accepted", "Accepted"),

@@ -10,15 +10,29 @@ from typing import Any
 
 import yaml
 
-from servicegraph.api import GROUP, KINDS, VERSION, CATEGORY, ResourceKind
+from servicegraph.api import CATEGORY, GROUP, KINDS, VERSION, ResourceKind
 
 JsonSchema = dict[str, Any]
 
 # Keywords a structural schema may carry (plus x-kubernetes-* extensions).
 _KEPT = {
-    "type", "description", "properties", "required", "items", "additionalProperties", "enum",
-    "default", "minimum", "maximum", "minLength", "maxLength", "pattern", "minItems", "maxItems",
-    "maxProperties", "format",
+    "type",
+    "description",
+    "properties",
+    "required",
+    "items",
+    "additionalProperties",
+    "enum",
+    "default",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minItems",
+    "maxItems",
+    "maxProperties",
+    "format",
 }
 
 

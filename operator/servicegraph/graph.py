@@ -333,7 +333,8 @@ def analyse(
     components = [sorted(c) for c in nx.strongly_connected_components(live)]
 
     acknowledged_sets = {frozenset(members) for members in acknowledged_cycles}
-    cycles, acknowledged = [], []
+    cycles: list[list[str]] = []
+    acknowledged: list[list[str]] = []
     for members in components:
         if len(members) < 2:
             continue
@@ -389,9 +390,7 @@ def _merge(
                     tuple((d.namespace, d.object_name) for d in decls[1:]),
                 )
             )
-        nodes[name] = Node(
-            name, True, decl.namespace, decl.object_name, decl.team, decl.tier
-        )
+        nodes[name] = Node(name, True, decl.namespace, decl.object_name, decl.team, decl.tier)
         for target, attributes in decl.depends_on:
             if target == name:
                 continue  # admission refuses this; a stray one must not make a cycle of one

@@ -7,6 +7,7 @@ with messages in the API server's style that name the field.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from functools import cache
 from typing import Any
 
 import celpy
+import celpy.adapter
+import celpy.evaluation
 import jsonschema
 
 from servicegraph.api import API_VERSION, DNS_SUBDOMAIN_PATTERN, KINDS
@@ -69,7 +72,8 @@ def _metadata_errors(metadata: Any) -> Iterator[FieldError]:
         )
     namespace = metadata.get("namespace")
     if namespace is not None and not (
-        isinstance(namespace, str) and len(namespace) <= 63
+        isinstance(namespace, str)
+        and len(namespace) <= 63
         and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", namespace)
     ):
         yield FieldError("metadata.namespace", f"Invalid value: {namespace!r}")
@@ -90,10 +94,11 @@ def _schema_errors(schema: JsonSchema, obj: dict[str, Any]) -> Iterator[FieldErr
 
 def _describe(error: jsonschema.ValidationError) -> str:
     value = error.instance
-    keyword, expected = error.validator, error.validator_value
+    keyword = error.validator
+    expected: Any = error.validator_value
     if keyword == "enum":
-        supported = ", ".join(f'"{v}"' for v in expected)
-        return f'Unsupported value: "{value}": supported values: {supported}'
+        supported = ", ".join(_short(v) for v in expected)
+        return f"Unsupported value: {_short(value)}: supported values: {supported}"
     if keyword == "type":
         return f"Invalid value: {_short(value)}: must be of type {expected}"
     if keyword == "required":
@@ -104,14 +109,16 @@ def _describe(error: jsonschema.ValidationError) -> str:
         relation = "greater than or equal to" if keyword == "minimum" else "less than or equal to"
         return f"Invalid value: {value}: should be {relation} {expected}"
     if keyword in ("maxLength", "maxItems", "maxProperties"):
-        return f"Too long: may not have more than {expected} {'bytes' if keyword == 'maxLength' else 'items'}"
+        unit = "bytes" if keyword == "maxLength" else "items"
+        return f"Too long: may not have more than {expected} {unit}"
     if keyword in ("minLength", "minItems"):
-        return f"Invalid value: {_short(value)}: should have at least {expected} {'characters' if keyword == 'minLength' else 'items'}"
+        unit = "characters" if keyword == "minLength" else "items"
+        return f"Invalid value: {_short(value)}: should have at least {expected} {unit}"
     return f"Invalid value: {error.message}"
 
 
 def _short(value: Any) -> str:
-    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -141,7 +148,7 @@ def _uniqueness_errors(schema: JsonSchema, value: list[Any], path: str) -> list[
     list_type = schema.get("x-kubernetes-list-type")
     keys = schema.get("x-kubernetes-list-map-keys", [])
     seen: dict[Any, int] = {}
-    errors = []
+    errors: list[FieldError] = []
     for index, item in enumerate(value):
         if list_type == "map" and isinstance(item, dict):
             identity: Any = tuple(item.get(key) for key in keys)
@@ -161,7 +168,7 @@ def _uniqueness_errors(schema: JsonSchema, value: list[Any], path: str) -> list[
 
 
 def _rule_errors(schema: JsonSchema, value: Any, path: str) -> list[FieldError]:
-    errors = []
+    errors: list[FieldError] = []
     for rule in schema.get("x-kubernetes-validations", []):
         if not _rule_holds(rule["rule"], value):
             field = path + rule.get("fieldPath", "") if rule.get("fieldPath") else path
@@ -186,7 +193,9 @@ def _program(rule: str) -> Any:
 
 
 def _rule_holds(rule: str, value: Any) -> bool:
-    result = _program(rule).evaluate({"self": celpy.json_to_cel(value)})
-    if isinstance(result, Exception):  # celpy returns evaluation errors as values
+    try:
+        return bool(_program(rule).evaluate({"self": celpy.adapter.json_to_cel(value)}))
+    except (
+        celpy.evaluation.CELEvalError
+    ):  # the API server refuses an object whose rule cannot evaluate
         return False
-    return bool(result)

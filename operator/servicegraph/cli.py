@@ -1,0 +1,275 @@
+"""`servicegraph` (also `kubectl servicegraph`): check, analyse, query and export the graph."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from servicegraph import export, snapshot
+from servicegraph.api import ServiceDependency, ServiceGraph, ServiceGraphSpec
+from servicegraph.crds import render_crds
+from servicegraph.graph import MAX_DEPTH, Direction, Graph, UnknownServiceError
+from servicegraph.manifests import ManifestError, ManifestSet, load
+
+EXIT_CYCLES = 1
+EXIT_INVALID = 2
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.command(args))
+    except (CliError, ManifestError, snapshot.SnapshotError, export.ExportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except UnknownServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except BrokenPipeError:  # `servicegraph export | head`
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="servicegraph",
+        description="Service dependency graphs for SLO engines: check, analyse, query, export.",
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check",
+        help="validate manifests as admission would, and fail on unacknowledged cycles",
+        description="Exit 0 when all is well, 1 on unacknowledged cycles, 2 on invalid manifests.",
+    )
+    check.add_argument("paths", nargs="+", metavar="PATH", help="files or folders of manifests")
+    _graph_choice(check)
+    check.set_defaults(command=_check)
+
+    analyze = commands.add_parser("analyze", help="the summary the operator would write")
+    analyze.add_argument("paths", nargs="+", metavar="PATH")
+    _graph_choice(analyze)
+    analyze.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    analyze.set_defaults(command=_analyze)
+
+    query = commands.add_parser("query", help="what a service calls, or who calls it")
+    query.add_argument("service", metavar="SERVICE")
+    _graph_source(query)
+    query.add_argument("--direction", choices=[d.value for d in Direction], default="downstream")
+    query.add_argument("--depth", type=int, default=1, help=f"1..{MAX_DEPTH} (default 1)")
+    query.add_argument("--include-stale", action="store_true", help="follow stale edges too")
+    query.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    query.set_defaults(command=_query)
+
+    exporter = commands.add_parser("export", help="the graph as DOT, Mermaid, JSON or SVG")
+    _graph_source(exporter)
+    exporter.add_argument(
+        "-o", "--output", choices=("dot", "mermaid", "json", "svg"), default="dot"
+    )
+    exporter.set_defaults(command=_export)
+
+    crds = commands.add_parser("crds", help="print the CustomResourceDefinitions")
+    crds.add_argument("--write", metavar="DIR", help="write one file per CRD into DIR instead")
+    crds.set_defaults(command=_crds)
+    return parser
+
+
+def _graph_choice(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--graph",
+        metavar="NAME",
+        help="which ServiceGraph's settings apply when the manifests hold several",
+    )
+
+
+def _graph_source(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from", dest="paths", nargs="+", metavar="PATH", help="manifests")
+    source.add_argument("--snapshot", metavar="FILE", help="a snapshot document or ConfigMap(s)")
+    _graph_choice(parser)
+
+
+def _load_valid(paths: Sequence[str]) -> ManifestSet:
+    manifests = load(paths)
+    if manifests.problems:
+        raise CliError(
+            f"{len(manifests.problems)} invalid manifest field(s), first: {manifests.problems[0]}"
+            " (run `servicegraph check` for all)"
+        )
+    return manifests
+
+
+def _chosen_graph(manifests: ManifestSet, name: str | None) -> ServiceGraph | None:
+    graphs = manifests.graphs
+    if name is not None:
+        graphs = [g for g in graphs if g.metadata.name == name]
+        if not graphs:
+            raise CliError(f"no ServiceGraph named {name!r} in the manifests")
+    if len(graphs) > 1:
+        names = ", ".join(sorted(g.metadata.name for g in graphs))
+        raise CliError(f"the manifests hold several ServiceGraphs ({names}): pick one with --graph")
+    return graphs[0] if graphs else None
+
+
+def _analyse(manifests: ManifestSet, graph_name: str | None) -> tuple[Graph, ServiceGraph | None]:
+    chosen = _chosen_graph(manifests, graph_name)
+    declarations = [dep.declaration() for dep in manifests.dependencies if _selects(chosen, dep)]
+    spec = chosen.spec if chosen else ServiceGraphSpec()
+    return spec.analyse(declarations, now=datetime.now(UTC)), chosen
+
+
+def _selects(graph: ServiceGraph | None, dep: ServiceDependency) -> bool:
+    """Offline selection: objects without a namespace land where `kubectl apply` puts them."""
+    if graph is None:
+        return True
+    namespace = dep.metadata.namespace or graph.metadata.namespace
+    home = graph.metadata.namespace or namespace
+    return graph.spec.selector.selects(namespace, dep.metadata.labels, home)
+
+
+def _document(args: argparse.Namespace) -> dict[str, Any]:
+    if args.snapshot:
+        return snapshot.load_snapshot_file(Path(args.snapshot))
+    graph, chosen = _analyse(_load_valid(args.paths), args.graph)
+    ref = (chosen.metadata.namespace or "", chosen.metadata.name) if chosen else None
+    return snapshot.to_document(graph, graph_ref=ref)
+
+
+def _check(args: argparse.Namespace) -> int:
+    manifests = load(args.paths)
+    for problem in manifests.problems:
+        print(problem, file=sys.stderr)
+    if manifests.problems:
+        return EXIT_INVALID
+    graph, _ = _analyse(manifests, args.graph)
+    for (source, target), edge in graph.edges.items():
+        if edge.declared and not graph.nodes[target].declared:
+            print(
+                f"warning: {source} depends on {target}, which no manifest declares",
+                file=sys.stderr,
+            )
+    for conflict in graph.conflicts:
+        losers = ", ".join("/".join(filter(None, ref)) for ref in conflict.losers)
+        print(f"warning: service {conflict.service} is declared again by {losers}", file=sys.stderr)
+    for cycle in graph.cycles:
+        print(f"cycle: {' -> '.join([*cycle, cycle[0]])}", file=sys.stderr)
+    if graph.cycles:
+        print(f"{len(graph.cycles)} unacknowledged cycle(s)", file=sys.stderr)
+        return EXIT_CYCLES
+    summary = graph.summary()
+    print(f"ok: {summary.services} services, {summary.edges} edges, no unacknowledged cycle")
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    graph, chosen = _analyse(_load_valid(args.paths), args.graph)
+    ref = (chosen.metadata.namespace or "", chosen.metadata.name) if chosen else None
+    doc = snapshot.to_document(graph, graph_ref=ref)
+    report = {
+        key: doc[key] for key in ("graph", "summary", "cycles", "acknowledgedCycles", "drift")
+    }
+    if args.output == "json":
+        print(json.dumps(report, indent=2))
+    elif args.output == "yaml":
+        print(yaml.safe_dump(report, sort_keys=False), end="")
+    else:
+        _print_analysis(report)
+    return 0
+
+
+def _print_analysis(report: dict[str, Any]) -> None:
+    summary = report["summary"]
+    _print_table(["COUNT", "VALUE"], [[key, str(value)] for key, value in summary.items()])
+    for title, cycles in (
+        ("cycles", report["cycles"]),
+        ("acknowledged", report["acknowledgedCycles"]),
+    ):
+        for cycle in cycles:
+            print(f"{title}: {' -> '.join([*cycle, cycle[0]])}")
+    for kind, edges in report["drift"].items():
+        for edge in edges:
+            print(f"{kind}: {edge['source']} -> {edge['target']}")
+
+
+def _query(args: argparse.Namespace) -> int:
+    if not 1 <= args.depth <= MAX_DEPTH:
+        raise CliError(f"--depth must be between 1 and {MAX_DEPTH}, not {args.depth}")
+    graph = snapshot.graph_from_document(_document(args))
+    subgraph = graph.query(args.service, args.direction, args.depth, args.include_stale)
+    doc = snapshot.to_document(subgraph)
+    if args.output == "json":
+        result = {
+            "service": args.service,
+            "direction": args.direction,
+            "depth": args.depth,
+            "includeStale": args.include_stale,
+            "nodes": [node["name"] for node in doc["nodes"]],
+            "edges": doc["edges"],
+        }
+        print(json.dumps(result, indent=2))
+        return 0
+    rows = [
+        [
+            e["source"],
+            e["target"],
+            e["attributes"].get("communicationMode", ""),
+            e["attributes"].get("criticality", ""),
+            ",".join(s["kind"] for s in e["sources"]),
+            "yes" if e["stale"] else "",
+        ]
+        for e in doc["edges"]
+    ]
+    _print_table(["SOURCE", "TARGET", "MODE", "CRITICALITY", "SOURCES", "STALE"], rows)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    doc = _document(args)
+    renderers = {
+        "dot": export.to_dot,
+        "mermaid": export.to_mermaid,
+        "json": export.to_json,
+        "svg": export.to_svg,
+    }
+    text = renderers[args.output](doc)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def _crds(args: argparse.Namespace) -> int:
+    files = render_crds()
+    if args.write:
+        folder = Path(args.write)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (folder / name).write_text(text, encoding="utf-8")
+    else:
+        print("---\n".join(files.values()), end="")
+    return 0
+
+
+def _print_table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    for row in [headers, *rows]:
+        print(
+            "   ".join(
+                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+            ).rstrip()
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite runs for real: Graphviz (SVG export),
+# Prometheus (observed dependencies), Lua 5.1 (Argo CD health checks).
+# Each is installed only when its command is missing; needs root (or sudo) for apt-get.
+set -euo pipefail
+
+declare -A wanted=([dot]=graphviz [prometheus]=prometheus [lua5.1]=lua5.1)
+missing=()
+for command in "${!wanted[@]}"; do
+    command -v "$command" >/dev/null 2>&1 || missing+=("${wanted[$command]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+        echo "error: missing Debian packages ${missing[*]}; install them as root" >&2
+        exit 1
+    fi
+fi
+echo "installing Debian packages: ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The Debian package starts a Prometheus service; the tests start their own on free ports.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1; then
+    $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi

@@ -1,0 +1,47 @@
+"""Fixtures for the end-to-end suite: a fresh in-memory Kubernetes API per test.
+
+    def test_something(api, http):
+        api.kubectl.apply({...})                    # the real kubectl, as a user
+        http.get('/api/v1/namespaces/default/configmaps')   # raw HTTP, as a client library
+        subprocess.Popen([...], env=api.env())      # an operator process: KUBECONFIG is set
+        api.emulator.writes[...]; api.emulator.inject(...)  # counters and fault injection
+
+Everything is per test (own port, kubeconfig, kubectl cache), so tests run in parallel.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import kmock
+import pytest
+
+# `python -m pytest` puts the repository root on sys.path, a bare `pytest` does not.
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from tests.support.emulator import Api, EmulatorServer, write_kubeconfig  # noqa: E402
+from tests.support.kubectl import Kubectl  # noqa: E402
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    """A running ApiEmulator on its own 127.0.0.1 port, a kubeconfig for it, and kubectl."""
+    with EmulatorServer() as server:
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server.url)
+        yield Api(server, kubeconfig, Kubectl(kubeconfig, tmp_path / "kubectl-cache"))
+        # API errors (404, 409, ...) are answers; anything else is a bug of the emulator.
+        bugs = [e for e in server.emulator.errors if not isinstance(e, kmock.KubernetesError)]
+    if bugs:
+        pytest.fail(f"the API emulator failed internally: {bugs!r}")
+
+
+@pytest.fixture
+def http(api: Api) -> Iterator[httpx.Client]:
+    """An HTTP client for the emulator (base URL set, JSON in and out)."""
+    with httpx.Client(base_url=api.url, timeout=10) as client:
+        yield client

@@ -1,0 +1,285 @@
+"""The `servicegraph` command as a user runs it: exit codes, one-line errors, outputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from servicegraph.cli import main
+from servicegraph.graph import Observation, ServiceDeclaration, SourceKind, analyse
+from servicegraph.snapshot import to_document
+
+ROOT = Path(__file__).resolve().parents[2]
+BOUTIQUE = ROOT / "manifests" / "examples" / "online-boutique"
+API = "graph.slo-engine.io/v1alpha1"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    """The installed console script, in its own process."""
+    exe = Path(sys.executable).with_name("servicegraph")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60)
+
+
+def write(path: Path, *objects: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump_all(objects), encoding="utf-8")
+    return path
+
+
+def sdep(name: str, *targets: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "ServiceDependency",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {"dependsOn": [{"service": t} for t in targets], **spec},
+    }
+
+
+def test_check_passes_the_online_boutique_example() -> None:
+    result = run("check", str(BOUTIQUE))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok: 12 services, 16 edges, no unacknowledged cycle"
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "message"),
+    [
+        (
+            {"dependsOn": [{"service": "checkout"}]},
+            "spec.dependsOn",
+            "a service cannot depend on itself",
+        ),
+        (
+            {"dependsOn": [{"service": "payment"}, {"service": "payment"}]},
+            "spec.dependsOn[1].service",
+            'Duplicate value: service="payment"',
+        ),
+        (
+            {"dependsOn": [{"service": "payment", "criticality": "maybe"}]},
+            "spec.dependsOn[0].criticality",
+            'Unsupported value: "maybe"',
+        ),
+    ],
+    ids=["self-dependency", "duplicate-target", "unknown-enum"],
+)
+def test_check_refuses_invalid_manifests_naming_file_object_and_field(
+    tmp_path: Path, spec: dict[str, Any], field: str, message: str
+) -> None:
+    bad = write(tmp_path / "checkout.yaml", {**sdep("checkout"), "spec": spec})
+    result = run("check", str(tmp_path))
+    assert result.returncode == 2
+    line = result.stderr.strip().splitlines()[0]
+    assert line.startswith(f"{bad}: ServiceDependency shop/checkout: {field}: "), line
+    assert message in line
+    assert "Traceback" not in result.stderr
+
+
+def test_check_reports_each_cycle_with_exit_1(tmp_path: Path) -> None:
+    write(
+        tmp_path / "all.yaml",
+        sdep("a", "b"),
+        sdep("b", "c"),
+        sdep("c", "a"),
+        sdep("x", "y"),
+        sdep("y", "x"),
+    )
+    result = run("check", str(tmp_path))
+    assert result.returncode == 1
+    assert "cycle: a -> b -> c -> a" in result.stderr
+    assert "cycle: x -> y -> x" in result.stderr
+
+
+def test_acknowledged_cycle_passes(tmp_path: Path) -> None:
+    graph = {
+        "apiVersion": API,
+        "kind": "ServiceGraph",
+        "metadata": {"name": "shop", "namespace": "shop"},
+        "spec": {"acknowledgedCycles": [["b", "a"]]},
+    }
+    write(tmp_path / "all.yaml", sdep("a", "b"), sdep("b", "a"), graph)
+    assert main(["check", str(tmp_path)]) == 0
+
+
+def test_check_warns_about_undeclared_targets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "a.yaml", sdep("a", "ghost"))
+    assert main(["check", str(tmp_path)]) == 0
+    assert "warning: a depends on ghost, which no manifest declares" in capsys.readouterr().err
+
+
+def test_unreadable_input_is_one_line_without_traceback(tmp_path: Path) -> None:
+    (tmp_path / "broken.yaml").write_text("kind: [unclosed\n", encoding="utf-8")
+    result = run("check", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "invalid YAML at line" in result.stderr
+    missing = run("analyze", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and missing.stderr.startswith("error: ")
+    assert "no such file or directory" in missing.stderr
+
+
+def test_other_kinds_and_lists_are_read_like_kubectl(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "deploy.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n"
+    )
+    write(
+        tmp_path / "list.json",
+        {"apiVersion": "v1", "kind": "List", "items": [sdep("a", "b"), sdep("b")]},
+    )
+    assert main(["analyze", str(tmp_path), "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["services"] == 2
+
+
+def test_analyze_json_has_the_summary_the_operator_writes() -> None:
+    result = run("analyze", str(BOUTIQUE), "-o", "json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["summary"] == {
+        "services": 12,
+        "edges": 16,
+        "declaredEdges": 16,
+        "observedEdges": 0,
+        "staleEdges": 0,
+        "cycles": 0,
+        "undeclared": 0,
+        "unobserved": 0,
+    }
+    assert report["cycles"] == []
+    assert report["drift"] == {"undeclared": [], "unobserved": []}
+    assert report["graph"] == {"namespace": "online-boutique", "name": "online-boutique"}
+
+
+def test_analyze_table_and_yaml(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["analyze", str(BOUTIQUE)]) == 0
+    table = capsys.readouterr().out
+    assert "services" in table and "16" in table
+    assert main(["analyze", str(BOUTIQUE), "-o", "yaml"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["summary"]["edges"] == 16
+
+
+def test_query_downstream_and_upstream(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["query", "checkoutservice", "--from", str(BOUTIQUE), "--depth", "2", "-o", "json"])
+        == 0
+    )
+    down = json.loads(capsys.readouterr().out)
+    assert down["nodes"] == sorted(
+        [
+            "checkoutservice",
+            "cartservice",
+            "currencyservice",
+            "emailservice",
+            "paymentservice",
+            "productcatalogservice",
+            "shippingservice",
+            "redis-cart",
+        ]
+    )
+    assert {"source": "cartservice", "target": "redis-cart"}.items() <= down["edges"][
+        0
+    ].items() or any(
+        e["source"] == "cartservice" and e["target"] == "redis-cart" for e in down["edges"]
+    )
+    assert (
+        main(
+            [
+                "query",
+                "redis-cart",
+                "--from",
+                str(BOUTIQUE),
+                "--direction",
+                "upstream",
+                "--depth",
+                "10",
+                "-o",
+                "json",
+            ]
+        )
+        == 0
+    )
+    up = json.loads(capsys.readouterr().out)
+    assert up["nodes"] == [
+        "cartservice",
+        "checkoutservice",
+        "frontend",
+        "loadgenerator",
+        "redis-cart",
+    ]
+
+
+def test_query_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["query", "nosuch", "--from", str(BOUTIQUE)]) == 2
+    assert capsys.readouterr().err == "error: no service named 'nosuch' in the graph\n"
+    assert main(["query", "frontend", "--from", str(BOUTIQUE), "--depth", "11"]) == 2
+    assert "--depth must be between 1 and 10" in capsys.readouterr().err
+
+
+def test_query_a_snapshot_with_stale_edges(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = datetime.now(UTC)
+    old = Observation("adservice", "ghost", SourceKind.OTEL, last_seen=now - timedelta(days=30))
+    graph = analyse([ServiceDeclaration("adservice")], [old], now=now)
+    (tmp_path / "graph.json").write_text(json.dumps(to_document(graph)), encoding="utf-8")
+    query = ["query", "adservice", "--snapshot", str(tmp_path / "graph.json"), "-o", "json"]
+    assert main(query) == 0
+    assert json.loads(capsys.readouterr().out)["nodes"] == ["adservice"]
+    assert main([*query, "--include-stale"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["nodes"] == ["adservice", "ghost"]
+    assert result["edges"][0]["stale"] is True
+
+
+@pytest.mark.parametrize("fmt", ["dot", "mermaid", "json"])
+def test_export_formats(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", "--from", str(BOUTIQUE), "-o", fmt]) == 0
+    out = capsys.readouterr().out
+    assert "checkoutservice" in out and "paymentservice" in out
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` is not installed")
+def test_export_svg() -> None:
+    result = run("export", "--from", str(BOUTIQUE), "-o", "svg")
+    assert result.returncode == 0, result.stderr
+    assert "<svg" in result.stdout and "checkoutservice" in result.stdout
+
+
+def test_several_graphs_need_a_choice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    graphs = [
+        {
+            "apiVersion": API,
+            "kind": "ServiceGraph",
+            "metadata": {"name": n, "namespace": "shop"},
+            "spec": {},
+        }
+        for n in ("one", "two")
+    ]
+    write(tmp_path / "all.yaml", sdep("a"), *graphs)
+    assert main(["analyze", str(tmp_path)]) == 2
+    assert "pick one with --graph" in capsys.readouterr().err
+    assert main(["analyze", str(tmp_path), "--graph", "two", "-o", "json"]) == 0
+
+
+def test_crds_command_prints_the_committed_crds() -> None:
+    result = run("crds")
+    committed = sorted((ROOT / "crds").glob("*.yaml"))
+    assert [yaml.safe_load(p.read_text()) for p in committed] == list(
+        yaml.safe_load_all(result.stdout)
+    )
+
+
+def test_kubectl_plugin_name_is_installed() -> None:
+    exe = Path(sys.executable).with_name("kubectl-servicegraph")
+    result = subprocess.run(
+        [str(exe), "check", str(BOUTIQUE)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,313 @@
+"""Pictures of a snapshot: what each kind of edge and node looks like, and hostile names."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from servicegraph import export, snapshot
+from servicegraph.export import ExportError
+from servicegraph.graph import (
+    EdgeAttributes,
+    Observation,
+    ServiceDeclaration,
+    SourceKind,
+    Traffic,
+    analyse,
+)
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+DEFAULTS = EdgeAttributes()
+HOSTILE_NAMES = [
+    'a"b',
+    'x" -> "y',
+    "back\\",
+    "two\nlines",
+    "<b>bold</b>",
+    "#35;",
+    "tab\there",
+    "};digraph{",
+    "`code`",
+    "ünïcode",
+]
+needs_dot = pytest.mark.skipif(
+    shutil.which("dot") is None, reason="Graphviz 'dot' is not installed (apt-get install graphviz)"
+)
+
+
+def declare(name: str, *targets: str) -> ServiceDeclaration:
+    return ServiceDeclaration(name, "shop", name, depends_on=tuple((t, DEFAULTS) for t in targets))
+
+
+def seen(source: str, target: str, ago: timedelta, connection_type: str = "") -> Observation:
+    traffic = Traffic(1.0, 0.0, 10.0, connection_type)
+    return Observation(source, target, SourceKind.OTEL, NOW - ago, traffic=traffic)
+
+
+def sample_document() -> dict[str, Any]:
+    recently = timedelta(minutes=5)
+    graph = analyse(
+        [
+            declare("checkout", "payment", "cart"),
+            declare("payment", "ledger"),
+            declare("ledger", "payment"),
+            declare("cart"),
+        ],
+        [
+            seen("checkout", "payment", recently),
+            seen("payment", "ledger", recently),
+            seen("ledger", "payment", recently),
+            seen("cart", "redis", recently, "database"),
+            seen("checkout", "stripe", recently, "virtual_node"),
+            seen("search", "checkout", recently),
+            seen("legacy", "checkout", timedelta(days=30)),
+        ],
+        now=NOW,
+        observing=True,
+    )
+    return snapshot.to_document(graph)
+
+
+def hostile_document() -> dict[str, Any]:
+    chain = [declare(a, b) for a, b in pairwise(HOSTILE_NAMES)]
+    return snapshot.to_document(analyse(chain, now=NOW))
+
+
+# --- DOT ----------------------------------------------------------------------------------
+
+QUOTED = r'"(?:[^"\\]|\\.)*"'
+NODE_LINE = re.compile(rf"  ({QUOTED}) \[(.*)\];")
+EDGE_LINE = re.compile(rf"  ({QUOTED}) -> ({QUOTED})(?: \[(.*)\])?;")
+ATTRIBUTE = re.compile(rf"(\w+)=({QUOTED})")
+
+
+def unquote(text: str) -> str:
+    return re.sub(r"\\(.)", lambda m: "\n" if m[1] == "n" else m[1], text[1:-1])
+
+
+def parse_dot(dot: str) -> tuple[dict[str, dict[str, str]], dict[tuple[str, str], dict[str, str]]]:
+    """The nodes and edges of our DOT output, with their attributes; fails on any other line."""
+    lines = dot.splitlines()
+    assert lines[0] == "digraph servicegraph {" and lines[-1] == "}"
+    nodes, edges = {}, {}
+    for line in lines[4:-1]:
+        if edge := EDGE_LINE.fullmatch(line):
+            attributes = {k: unquote(v) for k, v in ATTRIBUTE.findall(edge[3] or "")}
+            edges[(unquote(edge[1]), unquote(edge[2]))] = attributes
+        else:
+            node = NODE_LINE.fullmatch(line)
+            assert node, f"unexpected DOT line {line!r}"
+            nodes[unquote(node[1])] = {k: unquote(v) for k, v in ATTRIBUTE.findall(node[2])}
+    return nodes, edges
+
+
+def test_dot_draws_each_kind_of_edge() -> None:
+    _, edges = parse_dot(export.to_dot(sample_document()))
+
+    assert edges[("legacy", "checkout")] == {
+        "style": "dashed",
+        "color": "grey",
+        "fontcolor": "grey",
+    }
+    assert edges[("search", "checkout")] == {
+        "style": "dashed",
+        "color": "orange",
+        "fontcolor": "orange",
+        "label": "undeclared",
+    }
+    assert edges[("checkout", "cart")] == {"style": "dotted"}  # declared, never seen
+    assert edges[("payment", "ledger")] == {"color": "red", "fontcolor": "red"}
+    assert edges[("ledger", "payment")]["color"] == "red"
+    assert edges[("checkout", "payment")] == {}
+
+
+def test_dot_draws_each_kind_of_node() -> None:
+    nodes, _ = parse_dot(export.to_dot(sample_document()))
+
+    assert "shape" not in nodes["checkout"] and "style" not in nodes["checkout"]  # rounded box
+    assert nodes["search"]["style"] == "rounded,dashed"  # a placeholder
+    assert nodes["redis"].items() >= {"shape": "cylinder", "style": "dashed"}.items()
+    assert nodes["stripe"].items() >= {"shape": "ellipse", "style": "dashed"}.items()
+    assert nodes["payment"]["color"] == nodes["ledger"]["color"] == "red"
+    assert "color" not in nodes["checkout"]
+    assert nodes["checkout"]["tooltip"] == "checkout: blast radius 1"
+    assert nodes["search"]["tooltip"] == "search: not declared"
+
+
+def test_dot_keeps_hostile_names_inside_their_quotes() -> None:
+    nodes, edges = parse_dot(export.to_dot(hostile_document()))
+
+    expected = [name.replace("\t", " ") for name in HOSTILE_NAMES]
+    assert sorted(nodes) == sorted(expected)
+    assert len(edges) == len(HOSTILE_NAMES) - 1
+
+
+@needs_dot
+def test_graphviz_reads_hostile_names_as_one_node_each() -> None:
+    result = subprocess.run(
+        ["dot", "-Tjson"],
+        input=export.to_dot(hostile_document()),
+        capture_output=True,
+        encoding="utf-8",
+        check=True,
+        timeout=30,
+    )
+    drawn = json.loads(result.stdout)
+
+    assert len(drawn["objects"]) == len(HOSTILE_NAMES)
+    assert len(drawn["edges"]) == len(HOSTILE_NAMES) - 1
+
+
+# --- SVG ----------------------------------------------------------------------------------
+
+
+@needs_dot
+def test_svg_is_rendered_by_graphviz() -> None:
+    svg = export.to_svg(sample_document())
+
+    assert "<svg" in svg
+    assert "<title>checkout</title>" in svg
+    assert "undeclared" in svg
+
+
+@needs_dot
+def test_svg_escapes_hostile_names() -> None:
+    svg = export.to_svg(hostile_document())
+
+    assert "&lt;b&gt;bold&lt;/b&gt;" in svg
+    assert "<b>" not in svg
+
+
+def fake_dot(directory: Path, script: str) -> None:
+    dot = directory / "dot"
+    dot.write_text(f"#!/bin/sh\n{script}\n")
+    dot.chmod(0o755)
+
+
+def test_svg_without_graphviz_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    with pytest.raises(ExportError, match="Graphviz 'dot' is not installed; install graphviz"):
+        export.to_svg(sample_document())
+
+
+def test_svg_reports_what_graphviz_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_dot(tmp_path, "cat >/dev/null; echo 'Error: syntax error in line 1' >&2; exit 1")
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+
+    with pytest.raises(ExportError, match="failed: Error: syntax error in line 1"):
+        export.to_svg(sample_document())
+
+
+def test_svg_gives_up_after_the_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_dot(tmp_path, "exec sleep 30")
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+
+    with pytest.raises(ExportError, match=r"did not finish within 0\.5s"):
+        export.to_svg(sample_document(), timeout=0.5)
+
+
+# --- Mermaid ------------------------------------------------------------------------------
+
+MERMAID_NODE = re.compile(r'  (n\d+)(\("|\[\("|\(\[")([^"]*)("\)|"\)\]|"\]\))')
+MERMAID_EDGE = re.compile(r'  (n\d+) (-->|-\.->|-\.->\|"undeclared"\|) (n\d+)')
+ENTITIES = {"quot": '"', "35": "#", "lt": "<", "gt": ">", "amp": "&", "96": "`"}
+
+
+def parse_mermaid(text: str) -> tuple[dict[str, tuple[str, str]], list[tuple[str, str, str]]]:
+    """Nodes (id -> shape, label), edges in order, and the other lines' prefixes checked."""
+    lines = text.splitlines()
+    assert lines[0] == "flowchart LR"
+    nodes, edges = {}, []
+    for line in lines[1:]:
+        if node := MERMAID_NODE.fullmatch(line):
+            label = node[3]
+            assert not re.search(r'[<>`"\n]', label)
+            assert re.sub(r"#\w+;", "", label).count("#") == 0
+            decoded = re.sub(r"#(\w+);", lambda m: ENTITIES[m[1]], label)
+            nodes[node[1]] = (node[2] + node[4], decoded)
+        elif edge := MERMAID_EDGE.fullmatch(line):
+            edges.append((edge[1], edge[2], edge[3]))
+        else:
+            assert line.startswith(("  classDef ", "  class ", "  linkStyle ")), line
+    return nodes, edges
+
+
+def link_styles(text: str) -> dict[str, set[int]]:
+    found = re.findall(r"  linkStyle ([\d,]+) (.*)", text)
+    return {style: {int(i) for i in indexes.split(",")} for indexes, style in found}
+
+
+def classes(text: str) -> dict[str, set[str]]:
+    found = re.findall(r"  class ([\w,]+) (\w+)", text)
+    return {name: set(members.split(",")) for members, name in found}
+
+
+def test_mermaid_draws_each_kind_of_node_and_edge() -> None:
+    text = export.to_mermaid(sample_document())
+    nodes, edges = parse_mermaid(text)
+    id_of = {label: node_id for node_id, (_, label) in nodes.items()}
+    index_of = {(a, b): i for i, (a, _, b) in enumerate(edges)}
+
+    def index(source: str, target: str) -> int:
+        return index_of[(id_of[source], id_of[target])]
+
+    assert nodes[id_of["checkout"]][0] == '("")'
+    assert nodes[id_of["redis"]][0] == '[("")]'
+    assert nodes[id_of["stripe"]][0] == '([""])'
+    assert classes(text) == {
+        "placeholder": {id_of[n] for n in ("legacy", "redis", "search", "stripe")},
+        "cycle": {id_of["ledger"], id_of["payment"]},
+    }
+    assert edges[index("search", "checkout")][1] == '-.->|"undeclared"|'
+    assert edges[index("checkout", "payment")][1] == "-->"
+    assert link_styles(text) == {
+        "stroke:grey": {index("legacy", "checkout")},
+        "stroke:orange": {
+            index("search", "checkout"),
+            index("checkout", "stripe"),
+            index("cart", "redis"),
+        },
+        "stroke-dasharray:1 4": {index("checkout", "cart")},
+        "stroke:red": {index("payment", "ledger"), index("ledger", "payment")},
+    }
+
+
+def test_mermaid_labels_cannot_break_out() -> None:
+    nodes, edges = parse_mermaid(export.to_mermaid(hostile_document()))
+
+    expected = [name.replace("\t", " ").replace("\n", " ") for name in HOSTILE_NAMES]
+    assert sorted(label for _, label in nodes.values()) == sorted(expected)
+    assert len(edges) == len(HOSTILE_NAMES) - 1
+
+
+# --- JSON and the empty graph -------------------------------------------------------------
+
+
+def test_json_is_the_document_pretty_and_stable() -> None:
+    doc = hostile_document()
+
+    text = export.to_json(doc)
+
+    assert json.loads(text) == doc
+    assert text == export.to_json(json.loads(text))
+    assert text.endswith("}\n")
+    assert '\n  "acknowledgedCycles": []' in text
+    assert "ünïcode" in text
+
+
+def test_empty_graph_draws_an_empty_picture() -> None:
+    doc = snapshot.to_document(analyse([], now=NOW))
+
+    assert parse_dot(export.to_dot(doc)) == ({}, {})
+    assert parse_mermaid(export.to_mermaid(doc)) == ({}, [])

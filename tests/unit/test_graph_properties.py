@@ -1,0 +1,201 @@
+"""The graph engine against plain brute-force references, on random small graphs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from servicegraph.graph import (
+    MAX_DEPTH,
+    Direction,
+    EdgeAttributes,
+    Graph,
+    Observation,
+    ServiceDeclaration,
+    SourceKind,
+    analyse,
+)
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+STALE_AFTER_HOURS = 168
+Edge = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class RandomGraph:
+    """Inputs to `analyse`, and the truth about each edge to check its answers against."""
+
+    declarations: list[ServiceDeclaration]
+    observations: list[Observation]
+    nodes: set[str]
+    edges: set[Edge]
+    stale: set[Edge]
+
+    @property
+    def live(self) -> set[Edge]:
+        return self.edges - self.stale
+
+    def analyse(self) -> Graph:
+        return analyse(
+            self.declarations,
+            self.observations,
+            now=NOW,
+            stale_after=timedelta(hours=STALE_AFTER_HOURS),
+            observing=True,
+        )
+
+
+@st.composite
+def random_graphs(draw: st.DrawFn) -> RandomGraph:
+    # Names of uneven length so that sorting by name is not sorting by index.
+    names = [f"s{i}" for i in range(draw(st.integers(1, 12)))]
+    # A density per graph, so that sparse graphs (chains, trees) and dense ones both come up.
+    density = draw(st.integers(0, 40))
+    edges = {
+        (source, target)
+        for source in names
+        for target in names
+        if source != target and draw(st.integers(0, 99)) < density
+    }
+    declared_services = {name for name in names if draw(st.booleans())}
+
+    depends_on: dict[str, list[str]] = {name: [] for name in declared_services}
+    observations, stale = [], set()
+    for source, target in sorted(edges):
+        # Only a declared service can declare a dependency; any edge may also be observed.
+        declared = source in declared_services and draw(st.booleans())
+        # Ages straddle the horizon and hit it exactly (seen at the horizon = not stale).
+        ages = st.integers(0, 400)
+        age = draw(st.none() | ages) if declared else draw(ages)
+        if declared:
+            depends_on[source].append(target)
+        if age is not None:
+            observations.append(
+                Observation(source, target, SourceKind.OTEL, NOW - timedelta(hours=age))
+            )
+            if not declared and age > STALE_AFTER_HOURS:
+                stale.add((source, target))
+    declarations = [
+        ServiceDeclaration(
+            name, "ns", name, depends_on=tuple((t, EdgeAttributes()) for t in depends_on[name])
+        )
+        for name in sorted(declared_services)
+    ]
+    nodes = declared_services | {name for edge in edges for name in edge}
+    return RandomGraph(declarations, observations, nodes, edges, stale)
+
+
+def reachable(start: str, edges: set[Edge]) -> set[str]:
+    """Every node `start` reaches by following calls (itself included)."""
+    seen, todo = {start}, [start]
+    while todo:
+        current = todo.pop()
+        for source, target in edges:
+            if source == current and target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def reference_walk(start: str, edges: set[Edge], depth: int) -> tuple[set[str], set[Edge]]:
+    """Level by level: nodes within `depth` calls, and every edge leaving a nearer node."""
+    nodes, frontier, walked = {start}, {start}, set()
+    for _ in range(depth):
+        leaving = {(s, t) for (s, t) in edges if s in frontier}
+        walked |= leaving
+        frontier = {t for _, t in leaving} - nodes
+        nodes |= frontier
+    return nodes, walked
+
+
+def reference_query(
+    graph: RandomGraph, service: str, direction: Direction, depth: int, include_stale: bool
+) -> tuple[set[str], set[Edge]]:
+    edges = graph.edges if include_stale else graph.live
+    nodes, walked = {service}, set()
+    if direction in (Direction.DOWNSTREAM, Direction.BOTH):
+        down_nodes, down_edges = reference_walk(service, edges, depth)
+        nodes |= down_nodes
+        walked |= down_edges
+    if direction in (Direction.UPSTREAM, Direction.BOTH):
+        reversed_edges = {(t, s) for (s, t) in edges}
+        up_nodes, up_edges = reference_walk(service, reversed_edges, depth)
+        nodes |= up_nodes
+        walked |= {(s, t) for (t, s) in up_edges}
+    return nodes, walked
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    random_graphs(),
+    st.data(),
+    st.sampled_from(list(Direction)),
+    st.integers(1, MAX_DEPTH),
+    st.booleans(),
+)
+def test_query_matches_breadth_first_reference(
+    graph: RandomGraph,
+    data: st.DataObject,
+    direction: Direction,
+    depth: int,
+    include_stale: bool,
+) -> None:
+    assume(graph.nodes)
+    service = data.draw(st.sampled_from(sorted(graph.nodes)))
+    result = graph.analyse().query(service, direction, depth, include_stale)
+    nodes, edges = reference_query(graph, service, direction, depth, include_stale)
+    assert set(result.nodes) == nodes
+    assert set(result.edges) == edges
+
+
+@settings(max_examples=300, deadline=None)
+@given(random_graphs())
+def test_cycles_are_the_mutually_reachable_groups_over_live_edges(graph: RandomGraph) -> None:
+    result = graph.analyse()
+    reach = {name: reachable(name, graph.live) for name in graph.nodes}
+    expected = {
+        frozenset(m for m in graph.nodes if m in reach[name] and name in reach[m])
+        for name in graph.nodes
+    }
+    expected = {group for group in expected if len(group) >= 2}
+
+    assert result.acknowledged_cycles == []
+    assert {frozenset(cycle) for cycle in result.cycles} == expected
+    assert len(result.cycles) == len(expected)  # each group once
+    assert result.cycles == sorted(result.cycles)
+    for cycle in result.cycles:
+        assert cycle[0] == min(cycle)
+        assert len(set(cycle)) == len(cycle)
+        # Call order: every member after the first is called by a member listed before it.
+        for position, name in enumerate(cycle[1:], start=1):
+            assert any((caller, name) in graph.live for caller in cycle[:position])
+    in_cycle = {name for group in expected for name in group}
+    assert {name for name, node in result.nodes.items() if node.in_cycle} == in_cycle
+
+
+@settings(max_examples=300, deadline=None)
+@given(random_graphs())
+def test_blast_radius_counts_every_transitive_caller_over_live_edges(graph: RandomGraph) -> None:
+    result = graph.analyse()
+    reach = {name: reachable(name, graph.live) for name in graph.nodes}
+    for name in graph.nodes:
+        callers = {other for other in graph.nodes if other != name and name in reach[other]}
+        assert result.nodes[name].blast_radius == len(callers), name
+
+
+@settings(max_examples=200, deadline=None)
+@given(random_graphs())
+def test_nodes_staleness_and_drift_follow_the_rules(graph: RandomGraph) -> None:
+    result = graph.analyse()
+    assert set(result.nodes) == graph.nodes
+    assert set(result.edges) == graph.edges
+    assert {key for key, edge in result.edges.items() if edge.stale} == graph.stale
+
+    declared = {(d.name, target) for d in graph.declarations for target, _ in d.depends_on}
+    horizon = NOW - timedelta(hours=STALE_AFTER_HOURS)
+    seen_recently = {(o.source, o.target) for o in graph.observations if o.last_seen >= horizon}
+    assert set(result.undeclared) == seen_recently - declared
+    assert set(result.unobserved) == declared - seen_recently
