@@ -43,6 +43,7 @@ from servicegraph.graph import (
     Sighting,
     SourceKind,
     Traffic,
+    without_gc,
 )
 
 SCHEMA_VERSION = 1
@@ -70,6 +71,7 @@ class SnapshotError(Exception):
 # --- the document -------------------------------------------------------------------------
 
 
+@without_gc
 def to_document(graph: Graph, *, graph_ref: tuple[str, str] | None = None) -> Document:
     """The snapshot document of `graph`; `graph_ref` is the (namespace, name) of its ServiceGraph.
 
@@ -109,6 +111,7 @@ def to_document(graph: Graph, *, graph_ref: tuple[str, str] | None = None) -> Do
     }
 
 
+@without_gc
 def graph_from_document(doc: Mapping[str, Any]) -> Graph:
     """The graph a snapshot describes, ready for `Graph.query`.
 
@@ -217,7 +220,7 @@ def _edge_document(edge: Edge) -> dict[str, Any]:
         "observed": edge.observed,
         "confidence": winner.confidence,
         "attributes": _attributes_document(winner.attributes),
-        "sources": [_sighting_document(s) for s in sightings],
+        "sources": [_sighting_document(s, winner.attributes, traffic) for s in sightings],
     }
     if traffic is not None:
         doc["traffic"] = _traffic_document(traffic)
@@ -225,31 +228,50 @@ def _edge_document(edge: Edge) -> dict[str, Any]:
 
 
 def _edge_from_document(e: Mapping[str, Any]) -> Edge:
-    sightings = [_sighting_from_document(s) for s in e["sources"]]
+    attributes = _attributes_from_document(e["attributes"])
+    traffic = e.get("traffic")
+    sightings = [
+        _sighting_from_document(
+            s, attributes, None if traffic is None else _traffic_from_document(traffic)
+        )
+        for s in e["sources"]
+    ]
     if not sightings:
         raise ValueError(f"edge {e['source']} -> {e['target']} has no sources")
     return Edge(e["source"], e["target"], {s.kind: s for s in sightings}, stale=e["stale"])
 
 
-def _sighting_document(sighting: Sighting) -> dict[str, Any]:
+def _sighting_document(
+    sighting: Sighting, edge_attributes: EdgeAttributes, edge_traffic: Traffic | None
+) -> dict[str, Any]:
+    """A source of an edge. The edge already shows the winner's attributes and the freshest
+    traffic; repeating them on every source would double the snapshot of a large graph."""
     doc: dict[str, Any] = {
         "kind": sighting.kind.value,
         "confidence": sighting.confidence,
         "lastSeen": None if sighting.last_seen is None else _timestamp(sighting.last_seen),
-        "attributes": _attributes_document(sighting.attributes),
     }
-    if sighting.traffic is not None:
+    if sighting.attributes != edge_attributes:
+        doc["attributes"] = _attributes_document(sighting.attributes)
+    if sighting.traffic is not None and sighting.traffic != edge_traffic:
         doc["traffic"] = _traffic_document(sighting.traffic)
     return doc
 
 
-def _sighting_from_document(s: Mapping[str, Any]) -> Sighting:
-    traffic = s.get("traffic")
+def _sighting_from_document(
+    s: Mapping[str, Any], edge_attributes: EdgeAttributes, edge_traffic: Traffic | None
+) -> Sighting:
+    kind = SourceKind(s["kind"])
+    attributes, traffic = s.get("attributes"), s.get("traffic")
+    if traffic is not None:
+        own_traffic: Traffic | None = _traffic_from_document(traffic)
+    else:
+        own_traffic = None if kind == SourceKind.MANUAL else edge_traffic
     return Sighting(
-        kind=SourceKind(s["kind"]),
+        kind=kind,
         last_seen=None if s["lastSeen"] is None else _parse_timestamp(s["lastSeen"]),
-        attributes=_attributes_from_document(s["attributes"]),
-        traffic=None if traffic is None else _traffic_from_document(traffic),
+        attributes=edge_attributes if attributes is None else _attributes_from_document(attributes),
+        traffic=own_traffic,
     )
 
 
@@ -387,6 +409,7 @@ def snapshot_selector(name: str) -> str:
     return f"{SNAPSHOT_LABEL}={snapshot_label_value(name)}"
 
 
+@without_gc
 def encode(
     doc: Mapping[str, Any],
     name: str,
@@ -473,6 +496,7 @@ def _b64(raw: bytes) -> str:
 # --- reading it back ----------------------------------------------------------------------
 
 
+@without_gc
 def decode(
     config_map: Mapping[str, Any], fetch_shard: Callable[[str], Mapping[str, Any] | None]
 ) -> Document:
