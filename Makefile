@@ -20,12 +20,11 @@ system-packages:
 
 demo: setup
 	$(BIN)/servicegraph check manifests/examples/online-boutique
-	$(BIN)/servicegraph analyze manifests/examples/online-boutique
-	$(BIN)/servicegraph query frontend --from manifests/examples/online-boutique --depth 2
+	$(BIN)/python scripts/demo.py
 
 lint: setup
-	$(BIN)/ruff check operator tests bench
-	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/ruff check operator tests bench scripts
+	$(BIN)/ruff format --check operator tests bench scripts
 
 typecheck: setup
 	$(BIN)/mypy operator/servicegraph

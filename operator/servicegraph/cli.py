@@ -6,13 +6,14 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from servicegraph import export, snapshot
+from servicegraph import export, settings, snapshot
 from servicegraph.api import ServiceDependency, ServiceGraph, ServiceGraphSpec
 from servicegraph.crds import render_crds
 from servicegraph.graph import MAX_DEPTH, Direction, Graph, UnknownServiceError
@@ -81,10 +82,78 @@ def _parser() -> argparse.ArgumentParser:
     )
     exporter.set_defaults(command=_export)
 
+    _run_parser(commands.add_parser("run", help="run the operator"))
+
     crds = commands.add_parser("crds", help="print the CustomResourceDefinitions")
     crds.add_argument("--write", metavar="DIR", help="write one file per CRD into DIR instead")
     crds.set_defaults(command=_crds)
     return parser
+
+
+def _run_parser(run: argparse.ArgumentParser) -> None:
+    env = settings.from_environment()
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="watch every namespace (the default; SERVICEGRAPH_NAMESPACES unset)",
+    )
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        dest="namespaces",
+        action="append",
+        metavar="NS",
+        help="watch only this namespace; repeatable (SERVICEGRAPH_NAMESPACES=a,b)",
+    )
+    run.add_argument(
+        "--standalone",
+        action=argparse.BooleanOptionalAction,
+        default=env.standalone,
+        help="run without peering: no leader election between replicas (SERVICEGRAPH_STANDALONE)",
+    )
+    run.add_argument(
+        "--priority",
+        type=int,
+        default=env.priority,
+        help="peering priority; the highest runs, the others stand by (SERVICEGRAPH_PRIORITY, "
+        "default random so that replicas differ)",
+    )
+    run.add_argument(
+        "--liveness",
+        metavar="URL",
+        default=env.liveness,
+        help="serve Kopf's liveness probe at URL, e.g. http://0.0.0.0:8080/healthz "
+        "(SERVICEGRAPH_LIVENESS)",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=env.metrics_port,
+        metavar="N",
+        help="serve Prometheus metrics on port N, 0 turns them off (SERVICEGRAPH_METRICS_PORT, "
+        "default 8000)",
+    )
+    run.set_defaults(command=_run, environment=env)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from servicegraph.operator import run  # kopf is imported only to run the operator
+
+    env: settings.OperatorSettings = args.environment
+    namespaces = () if args.all_namespaces else tuple(args.namespaces or env.namespaces)
+    run(
+        replace(
+            env,
+            namespaces=namespaces,
+            standalone=args.standalone,
+            priority=args.priority,
+            liveness=args.liveness,
+            metrics_port=args.metrics_port,
+        )
+    )
+    return 0
 
 
 def _graph_choice(parser: argparse.ArgumentParser) -> None:

@@ -12,8 +12,9 @@ Everything is per test (own port, kubeconfig, kubectl cache), so tests run in pa
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import kmock
@@ -26,6 +27,7 @@ if _ROOT not in sys.path:
 
 from tests.support.emulator import Api, EmulatorServer, write_kubeconfig  # noqa: E402
 from tests.support.kubectl import Kubectl  # noqa: E402
+from tests.support.operator_process import OperatorProcess  # noqa: E402
 
 
 @pytest.fixture
@@ -45,3 +47,32 @@ def http(api: Api) -> Iterator[httpx.Client]:
     """An HTTP client for the emulator (base URL set, JSON in and out)."""
     with httpx.Client(base_url=api.url, timeout=10) as client:
         yield client
+
+
+@pytest.fixture
+def start_operator(
+    api: Api, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., OperatorProcess]]:
+    """Start `servicegraph run` against the test's API; stopped at the end, log shown on failure."""
+    started: list[OperatorProcess] = []
+
+    def start(*args: str, **environment: str) -> OperatorProcess:
+        log = tmp_path / f"operator-{len(started)}.log"
+        process = OperatorProcess(api, log, *args, **environment).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for process in started:
+            print(f"--- {process.log_path.name} ---\n{process.log()[-6000:]}")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

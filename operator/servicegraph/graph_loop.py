@@ -1,0 +1,354 @@
+"""The loop each ServiceGraph runs: recompute when its inputs change, write what changed.
+
+Plain asyncio code; the Kopf handlers in `operator.py` build it and hand it the live object,
+the in-memory indexes and a way to post events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from servicegraph import snapshot
+from servicegraph.api import (
+    API_VERSION,
+    SERVICE_DEPENDENCY,
+    SERVICE_GRAPH,
+    ServiceDependency,
+    ServiceGraphSpec,
+)
+from servicegraph.graph import Graph, Observation, ServiceDeclaration
+from servicegraph.kube import Kube, KubeError
+from servicegraph.settings import OperatorSettings
+from servicegraph.signals import ChangeSignal
+from servicegraph.status import (
+    SnapshotInfo,
+    dependency_status,
+    graph_status,
+    invalid_dependency_status,
+    timestamp,
+)
+from servicegraph.telemetry import METRICS
+
+Body = dict[str, Any]
+ObjectKey = tuple[str, str]  # (namespace, name)
+PostEvent = Callable[[str, str, str], None]  # (type, reason, message)
+
+
+@dataclass(frozen=True)
+class IndexedDependency:
+    """What the in-memory index keeps of one ServiceDependency: no more than the graph needs."""
+
+    namespace: str
+    name: str
+    labels: Mapping[str, str]
+    generation: int | None
+    declaration: ServiceDeclaration | None
+    error: str | None = None
+    status: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_object(
+        cls,
+        namespace: str,
+        name: str,
+        labels: Mapping[str, str],
+        spec: Mapping[str, Any],
+        generation: int | None,
+        status: Mapping[str, Any],
+    ) -> IndexedDependency:
+        managed = {key: status[key] for key in _DEPENDENCY_STATUS_KEYS if key in status}
+        try:
+            obj = ServiceDependency.model_validate(
+                {"metadata": {"name": name, "namespace": namespace}, "spec": dict(spec)}
+            )
+        except ValidationError as error:
+            return cls(
+                namespace, name, dict(labels), generation, None, _first_error(error), managed
+            )
+        return cls(namespace, name, dict(labels), generation, obj.declaration(), None, managed)
+
+
+_DEPENDENCY_STATUS_KEYS = (
+    "observedGeneration",
+    "conditions",
+    "resolvedTargets",
+    "unresolvedTargets",
+    "inCycle",
+)
+
+
+@dataclass(frozen=True)
+class IndexedGraph:
+    namespace: str
+    name: str
+    spec: ServiceGraphSpec | None  # None: invalid, selects nothing until fixed
+    error: str | None = None
+
+    @classmethod
+    def from_object(cls, namespace: str, name: str, spec: Mapping[str, Any]) -> IndexedGraph:
+        try:
+            return cls(namespace, name, ServiceGraphSpec.model_validate(dict(spec)))
+        except ValidationError as error:
+            return cls(namespace, name, None, _first_error(error))
+
+    def selects(self, dep: IndexedDependency) -> bool:
+        return self.spec is not None and self.spec.selector.selects(
+            dep.namespace, dep.labels, self.namespace
+        )
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+
+
+class GraphLoop:
+    """One ServiceGraph's reconciliation: restore, then recompute on change, forever."""
+
+    def __init__(
+        self,
+        *,
+        body: Any,  # Kopf's live view of the ServiceGraph: spec and status stay current
+        kube: Kube,
+        settings: OperatorSettings,
+        signal: ChangeSignal,
+        dependencies: Callable[[], Iterable[IndexedDependency]],
+        graphs: Callable[[], Iterable[IndexedGraph]],
+        post_event: PostEvent,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    ) -> None:
+        self.body = body
+        self.kube = kube
+        self.settings = settings
+        self.signal = signal
+        self.dependencies = dependencies
+        self.graphs = graphs
+        self.post_event = post_event
+        self.logger = logger
+        self.namespace: str = body["metadata"]["namespace"]
+        self.name: str = body["metadata"]["name"]
+        self.ref = f"{self.namespace}/{self.name}"
+        self.observations: list[Observation] = []
+        self.revision: str | None = None
+        self.snapshot_info: SnapshotInfo | None = None
+        self.cycles_seen: set[frozenset[str]] | None = None
+        self.last_status: Body | None = None
+        self.dependency_statuses: dict[ObjectKey, Body] = {}
+        self.writes = asyncio.Semaphore(settings.write_concurrency)
+
+    async def run(self) -> None:
+        await self.restore()
+        seen = -1
+        while True:
+            try:
+                await self.reconcile()
+            except (KubeError, OSError) as error:
+                self.logger.warning(f"reconciliation of {self.ref} failed, will retry: {error}")
+            seen = await self._wait_for_change(seen)
+
+    async def _wait_for_change(self, seen: int) -> int:
+        if not self.settings.coalesce:
+            # Recompute once per event: the behaviour coalescing exists to avoid.
+            if self.signal.count > seen >= 0:
+                return seen + 1
+            return await self.signal.settled(
+                self.signal.count, timeout=self.settings.resync, quiet=0, cap=0
+            )
+        return await self.signal.settled(
+            self.signal.count if seen < 0 else seen,
+            timeout=self.settings.resync,
+            quiet=self.settings.debounce,
+            cap=self.settings.debounce_max,
+        )
+
+    @property
+    def snapshot_name(self) -> str:
+        spec = self.body.get("spec") or {}
+        return str((spec.get("snapshot") or {}).get("configMapName") or f"{self.name}-graph")
+
+    async def restore(self) -> None:
+        """Take up where the last run stopped: its snapshot holds what was observed and when."""
+        status = dict(self.body.get("status") or {})
+        try:
+            parts = await self.kube.list_config_maps(
+                self.namespace, snapshot.snapshot_selector(self.snapshot_name)
+            )
+            by_name = {cm["metadata"]["name"]: cm for cm in parts}
+            index = by_name.get(self.snapshot_name)
+            if index is None:
+                return
+            doc = snapshot.decode(index, by_name.get)
+        except (KubeError, snapshot.SnapshotError) as error:
+            self.logger.warning(f"cannot reload the last snapshot of {self.ref}: {error}")
+            return
+        self.observations = snapshot.observations_from_document(doc)
+        self.revision = snapshot.revision_of(snapshot.canonical_json(doc))
+        self.cycles_seen = {frozenset(c) for c in doc["cycles"]}
+        info = status.get("snapshot") or {}
+        if info.get("revision") == self.revision:
+            self.snapshot_info = SnapshotInfo(
+                config_map=self.snapshot_name,
+                revision=self.revision,
+                bytes=int(info.get("bytes") or 0),
+                shards=int(info.get("shards") or 0),
+                updated_at=str(info.get("updatedAt") or ""),
+            )
+        self.logger.info(
+            f"reloaded snapshot {self.snapshot_name} (revision {self.revision}, "
+            f"{len(self.observations)} observed edges)"
+        )
+
+    async def reconcile(self) -> None:
+        now = datetime.now(UTC)
+        generation = self.body["metadata"].get("generation")
+        mine = IndexedGraph.from_object(self.namespace, self.name, self.body.get("spec") or {})
+        if mine.spec is None:
+            self.logger.error(f"ServiceGraph {self.ref} has an invalid spec: {mine.error}")
+            return
+        spec = mine.spec
+        selected = [dep for dep in self.dependencies() if mine.selects(dep)]
+        declarations = [dep.declaration for dep in selected if dep.declaration is not None]
+        with METRICS.recompute_seconds.labels(self.namespace, self.name).time():
+            graph = spec.analyse(declarations, self.observations, now=now)
+            doc = snapshot.to_document(graph, graph_ref=(self.namespace, self.name))
+        METRICS.recomputations.labels(self.namespace, self.name).inc()
+
+        snapshot_error = None
+        try:
+            await self.write_snapshot(doc, now)
+        except KubeError as error:
+            snapshot_error = str(error)
+            self.logger.warning(f"snapshot of {self.ref} not written: {error}")
+
+        previous = (
+            self.last_status
+            if self.last_status is not None
+            else dict(self.body.get("status") or {})
+        )
+        status = graph_status(
+            graph,
+            generation=generation,
+            previous=previous,
+            snapshot=self.snapshot_info,
+            snapshot_error=snapshot_error,
+            now=now,
+        )
+        if status != _comparable(previous, status):
+            await self.kube.patch_status(SERVICE_GRAPH.plural, self.namespace, self.name, status)
+            METRICS.writes.labels("servicegraph-status").inc()
+            self.last_status = status
+        self.post_cycle_events(graph)
+        await self.write_dependency_statuses(selected, graph, now)
+
+    async def write_snapshot(self, doc: snapshot.Document, now: datetime) -> None:
+        """Shards first, then the index that names them, then old shards: readers never see
+        an index whose shards are missing."""
+        name = self.snapshot_name
+        write = snapshot.encode(doc, name)
+        if write.revision == self.revision and self.snapshot_info is not None:
+            return
+        for payload in write.in_write_order:
+            body = payload.manifest()
+            body["metadata"]["namespace"] = self.namespace
+            body["metadata"]["ownerReferences"] = [self._owner_reference()]
+            await self.kube.write_config_map(self.namespace, body)
+            METRICS.writes.labels("configmap").inc()
+        existing = await self.kube.list_config_maps(
+            self.namespace, snapshot.snapshot_selector(name)
+        )
+        for stale in snapshot.stale_shards(
+            (cm["metadata"]["name"] for cm in existing), write, name
+        ):
+            await self.kube.delete_config_map(self.namespace, stale)
+        self.revision = write.revision
+        self.snapshot_info = SnapshotInfo(
+            config_map=name,
+            revision=write.revision,
+            bytes=write.bytes,
+            shards=len(write.shards),
+            updated_at=timestamp(now),
+        )
+        METRICS.snapshot_bytes.labels(self.namespace, self.name).set(write.bytes)
+
+    def _owner_reference(self) -> Body:
+        # Not kopf.adopt: it copies the owner's labels, and Argo CD's tracking label on the
+        # snapshot would make Argo CD prune it as an orphan of the Application.
+        return {
+            "apiVersion": API_VERSION,
+            "kind": SERVICE_GRAPH.kind,
+            "name": self.name,
+            "uid": self.body["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+    def post_cycle_events(self, graph: Graph) -> None:
+        """A Warning when an unacknowledged cycle appears, a Normal event when it is gone."""
+        current = {frozenset(c): c for c in graph.cycles}
+        before = self.cycles_seen if self.cycles_seen is not None else set()
+        for members, cycle in current.items():
+            if members not in before:
+                path = " -> ".join([*cycle, cycle[0]])
+                self.post_event("Warning", "CycleDetected", f"dependency cycle: {path}")
+        for members in before - current.keys():
+            self.post_event(
+                "Normal", "CycleResolved", f"cycle between {', '.join(sorted(members))} is gone"
+            )
+        self.cycles_seen = set(current)
+
+    async def write_dependency_statuses(
+        self, selected: list[IndexedDependency], graph: Graph, now: datetime
+    ) -> None:
+        """Statuses of the ServiceDependency objects this graph owns, where they changed.
+
+        An object selected by several graphs is reported by the first of them (by namespace
+        and name), so two graphs never fight over one status.
+        """
+        graphs = sorted(self.graphs(), key=lambda g: (g.namespace, g.name))
+        jobs = []
+        for dep in selected:
+            owner = next((g for g in graphs if g.selects(dep)), None)
+            if owner is not None and (owner.namespace, owner.name) != (self.namespace, self.name):
+                continue
+            key = (dep.namespace, dep.name)
+            previous = self.dependency_statuses.get(key) or dep.status
+            if dep.declaration is None:
+                desired = invalid_dependency_status(
+                    dep.error or "invalid spec",
+                    generation=dep.generation,
+                    previous=previous,
+                    now=now,
+                )
+            else:
+                desired = dependency_status(
+                    dep.declaration,
+                    graph,
+                    graph_ref=self.ref,
+                    generation=dep.generation,
+                    previous=previous,
+                    now=now,
+                )
+            if desired != _comparable(previous, desired):
+                jobs.append(self._write_dependency_status(key, desired))
+        await asyncio.gather(*jobs)
+
+    async def _write_dependency_status(self, key: ObjectKey, status: Body) -> None:
+        async with self.writes:
+            try:
+                if await self.kube.patch_status(SERVICE_DEPENDENCY.plural, *key, status):
+                    self.dependency_statuses[key] = status
+                    METRICS.writes.labels("servicedependency-status").inc()
+            except KubeError as error:
+                self.logger.warning(f"status of ServiceDependency {key[0]}/{key[1]}: {error}")
+
+
+def _comparable(previous: Mapping[str, Any], desired: Mapping[str, Any]) -> Body:
+    """The part of the current status that `desired` would set, for an equality test."""
+    return {key: previous.get(key) for key in desired}

@@ -1,0 +1,146 @@
+"""Kopf handlers: thin translators from cluster events to the graph loops.
+
+- ServiceDependency objects live in an in-memory index (no API writes to build a graph);
+- every change to an index wakes the graph loops through one ChangeSignal, and the loops
+  fold bursts of changes into one recomputation;
+- each ServiceGraph runs a daemon: its GraphLoop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import kopf
+
+from servicegraph.api import GROUP, SERVICE_DEPENDENCY, SERVICE_GRAPH, VERSION
+from servicegraph.graph_loop import GraphLoop, IndexedDependency, IndexedGraph
+from servicegraph.kube import Kube, load_client
+from servicegraph.settings import OperatorSettings
+from servicegraph.signals import ChangeSignal
+from servicegraph.telemetry import serve_metrics
+
+WATCH_INACTIVITY_TIMEOUT = 300.0  # seconds of silence before a watch stream is reopened
+
+
+@kopf.on.startup()
+async def configure(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    ours: OperatorSettings = memo["settings"]
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.watching.inactivity_timeout = WATCH_INACTIVITY_TIMEOUT
+    # Kopf would post an event for every handler run; ours are the ones that mean something.
+    settings.posting.level = logging.WARNING
+    memo["kube"] = Kube(load_client())
+    memo["signal"] = ChangeSignal()
+    memo["last_seen"] = {}
+    serve_metrics(ours.metrics_port)
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # The kubernetes package reads $KUBECONFIG once at import; read it when logging in.
+    if os.environ.get("KUBECONFIG"):
+        return kopf.login_with_kubeconfig(**kwargs)
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+@kopf.index(GROUP, VERSION, SERVICE_DEPENDENCY.plural)
+async def dependency_index(
+    *,
+    namespace: str | None,
+    name: str,
+    labels: Mapping[str, str],
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    resource: kopf.Resource,
+    memo: Any,
+    **_: Any,
+) -> dict[tuple[str, str], IndexedDependency]:
+    entry = IndexedDependency.from_object(
+        namespace or "", name, dict(labels), dict(spec), meta.get("generation"), dict(status)
+    )
+    await _wake_on_change(memo, resource, entry)
+    return {(entry.namespace, entry.name): entry}
+
+
+@kopf.index(GROUP, VERSION, SERVICE_GRAPH.plural)
+async def graph_index(
+    *,
+    namespace: str | None,
+    name: str,
+    spec: kopf.Spec,
+    resource: kopf.Resource,
+    memo: Any,
+    **_: Any,
+) -> dict[tuple[str, str], IndexedGraph]:
+    entry = IndexedGraph.from_object(namespace or "", name, dict(spec))
+    await _wake_on_change(memo, resource, entry)
+    return {(entry.namespace, entry.name): entry}
+
+
+async def _wake_on_change(memo: Any, resource: kopf.Resource, entry: Any) -> None:
+    """Wake the graph loops when what a graph is built from changed (not on status writes:
+    the entries leave status out of their equality)."""
+    key = (resource.plural, entry.namespace, entry.name)
+    if memo["last_seen"].get(key) != entry:
+        memo["last_seen"][key] = entry
+        await memo["signal"].notify()
+
+
+@kopf.on.event(GROUP, VERSION, SERVICE_DEPENDENCY.plural, when=lambda type, **_: type == "DELETED")
+@kopf.on.event(GROUP, VERSION, SERVICE_GRAPH.plural, when=lambda type, **_: type == "DELETED")
+async def wake_on_deletion(
+    *, body: kopf.Body, resource: kopf.Resource, memo: Any, **_: Any
+) -> None:
+    memo["last_seen"].pop((resource.plural, body.metadata.namespace, body.metadata.name), None)
+    await memo["signal"].notify()
+
+
+@kopf.daemon(GROUP, VERSION, SERVICE_GRAPH.plural, cancellation_timeout=5.0)
+async def graph_daemon(*, body: kopf.Body, memo: Any, logger: kopf.Logger, **kwargs: Any) -> None:
+    # Kopf passes each index under its indexing function's name.
+    dependencies: kopf.Index[tuple[str, str], IndexedDependency] = kwargs["dependency_index"]
+    graphs: kopf.Index[tuple[str, str], IndexedGraph] = kwargs["graph_index"]
+
+    def post_event(type_: str, reason: str, message: str) -> None:
+        kopf.event(body, type=type_, reason=reason, message=message)
+
+    loop = GraphLoop(
+        body=body,
+        kube=memo["kube"],
+        settings=memo["settings"],
+        signal=memo["signal"],
+        dependencies=lambda: _values(dependencies),
+        graphs=lambda: _values(graphs),
+        post_event=post_event,
+        logger=logger,
+    )
+    await loop.run()
+
+
+def _values(index: kopf.Index[Any, Any]) -> Iterable[Any]:
+    for store in index.values():
+        yield from store
+
+
+def run(settings: OperatorSettings) -> None:
+    """Run the operator until SIGINT/SIGTERM."""
+    kopf.configure(verbose=False)
+    asyncio.run(
+        kopf.operator(
+            clusterwide=settings.clusterwide,
+            namespaces=settings.namespaces,
+            standalone=settings.standalone,
+            priority=settings.priority,
+            liveness_endpoint=settings.liveness,
+            memo=kopf.Memo(settings=settings),
+        )
+    )

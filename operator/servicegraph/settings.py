@@ -1,0 +1,68 @@
+"""The operator's configuration: command-line flags, each with an environment variable."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+ENV_PREFIX = "SERVICEGRAPH_"
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    standalone: bool = False
+    # Peering: replicas with equal priorities freeze each other, so each start draws its own.
+    priority: int = 0
+    liveness: str | None = None
+    metrics_port: int = 8000
+    # A burst of changes is folded into one recomputation: wait until `debounce` seconds pass
+    # without a change, but never longer than `debounce_max` after the first one.
+    debounce: float = 0.5
+    debounce_max: float = 5.0
+    coalesce: bool = True  # off: recompute on every event (for measuring what coalescing buys)
+    # Recompute this often even without changes: staleness moves with the clock.
+    resync: float = 300.0
+    # Parallel API writes of ServiceDependency statuses.
+    write_concurrency: int = 8
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
+
+
+def env_flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(ENV_PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_value(environ: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    raw = environ.get(ENV_PREFIX + name)
+    return default if raw is None or raw == "" else raw
+
+
+def default_priority() -> int:
+    return random.randint(1, 1_000_000)
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> OperatorSettings:
+    """Settings from SERVICEGRAPH_* variables alone (flags override them in the CLI)."""
+    env = os.environ if environ is None else environ
+    namespaces = tuple(n for n in (env_value(env, "NAMESPACES") or "").split(",") if n.strip())
+    defaults = OperatorSettings()
+    return OperatorSettings(
+        namespaces=tuple(n.strip() for n in namespaces),
+        standalone=env_flag(env, "STANDALONE", defaults.standalone),
+        priority=int(env_value(env, "PRIORITY") or default_priority()),
+        liveness=env_value(env, "LIVENESS"),
+        metrics_port=int(env_value(env, "METRICS_PORT") or defaults.metrics_port),
+        debounce=float(env_value(env, "DEBOUNCE") or defaults.debounce),
+        debounce_max=float(env_value(env, "DEBOUNCE_MAX") or defaults.debounce_max),
+        coalesce=env_flag(env, "COALESCE", defaults.coalesce),
+        resync=float(env_value(env, "RESYNC") or defaults.resync),
+        write_concurrency=int(env_value(env, "WRITE_CONCURRENCY") or defaults.write_concurrency),
+    )

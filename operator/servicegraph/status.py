@@ -1,0 +1,229 @@
+"""What the operator writes into the status of ServiceGraph and ServiceDependency objects.
+
+Pure: the status is a function of the analysed graph and the status already there, so the
+operator writes only when this function's answer differs from what the object holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from servicegraph.api import MAX_SAMPLES
+from servicegraph.graph import Graph, ServiceDeclaration
+
+Body = dict[str, Any]
+
+
+def timestamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def condition(
+    type_: str,
+    ok: bool,
+    reason: str,
+    message: str,
+    *,
+    generation: int | None,
+    previous: Iterable[Mapping[str, Any]],
+    now: datetime,
+) -> Body:
+    """A metav1.Condition that keeps its lastTransitionTime while its status holds."""
+    status = "True" if ok else "False"
+    before = next((c for c in previous if c.get("type") == type_), None)
+    since = before.get("lastTransitionTime") if before and before.get("status") == status else None
+    result: Body = {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since or timestamp(now),
+    }
+    if generation is not None:
+        result["observedGeneration"] = generation
+    return result
+
+
+def _arrow(cycle: list[str]) -> str:
+    return " -> ".join([*cycle, cycle[0]])
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    config_map: str
+    revision: str
+    bytes: int
+    shards: int
+    updated_at: str
+
+
+def graph_status(
+    graph: Graph,
+    *,
+    generation: int | None,
+    previous: Mapping[str, Any],
+    snapshot: SnapshotInfo | None,
+    snapshot_error: str | None,
+    now: datetime,
+) -> Body:
+    """A ServiceGraph's status: counts, samples and conditions; never per-service lists."""
+    summary = graph.summary()
+    conditions = previous.get("conditions") or []
+    if snapshot_error:
+        ready = condition(
+            "Ready",
+            False,
+            "SnapshotWriteFailed",
+            snapshot_error,
+            generation=generation,
+            previous=conditions,
+            now=now,
+        )
+    else:
+        ready = condition(
+            "Ready",
+            True,
+            "Reconciled",
+            f"{summary.services} services, {summary.edges} edges",
+            generation=generation,
+            previous=conditions,
+            now=now,
+        )
+    if graph.cycles:
+        shown = "; ".join(_arrow(c) for c in graph.cycles[:3])
+        more = f" (and {len(graph.cycles) - 3} more)" if len(graph.cycles) > 3 else ""
+        acyclic = condition(
+            "Acyclic",
+            False,
+            "CyclesFound",
+            f"{len(graph.cycles)} unacknowledged cycle(s): {shown}{more}",
+            generation=generation,
+            previous=conditions,
+            now=now,
+        )
+    else:
+        message = (
+            f"no unacknowledged cycle ({len(graph.acknowledged_cycles)} acknowledged)"
+            if graph.acknowledged_cycles
+            else "no cycle"
+        )
+        acyclic = condition(
+            "Acyclic",
+            True,
+            "NoCycles",
+            message,
+            generation=generation,
+            previous=conditions,
+            now=now,
+        )
+    kept = [c for c in conditions if c.get("type") not in ("Ready", "Acyclic")]
+    status: Body = {
+        "observedGeneration": generation,
+        "conditions": [ready, acyclic, *kept],
+        "services": summary.services,
+        "edges": summary.edges,
+        "declaredEdges": summary.declared_edges,
+        "observedEdges": summary.observed_edges,
+        "staleEdges": summary.stale_edges,
+        "cycles": summary.cycles,
+        "undeclared": summary.undeclared,
+        "unobserved": summary.unobserved,
+        "drift": summary.drift,
+        "cycleSamples": [list(c) for c in graph.cycles[:MAX_SAMPLES]],
+        "driftSamples": {
+            "undeclared": [{"source": s, "target": t} for s, t in graph.undeclared[:MAX_SAMPLES]],
+            "unobserved": [{"source": s, "target": t} for s, t in graph.unobserved[:MAX_SAMPLES]],
+        },
+    }
+    if snapshot is not None:
+        status["snapshot"] = {
+            "configMap": snapshot.config_map,
+            "revision": snapshot.revision,
+            "bytes": snapshot.bytes,
+            "shards": snapshot.shards,
+            "updatedAt": snapshot.updated_at,
+        }
+    elif "snapshot" in previous:
+        status["snapshot"] = previous["snapshot"]
+    if "observed" in previous:
+        status["observed"] = previous["observed"]
+    return status
+
+
+def dependency_status(
+    declaration: ServiceDeclaration,
+    graph: Graph,
+    *,
+    graph_ref: str,
+    generation: int | None,
+    previous: Mapping[str, Any],
+    now: datetime,
+) -> Body:
+    """A ServiceDependency's view of the graph it belongs to."""
+    targets = sorted({target for target, _ in declaration.depends_on})
+    known = graph.nodes
+    resolved = [t for t in targets if t in known and known[t].declared]
+    conditions = previous.get("conditions") or []
+    loser_of = next(
+        (
+            c
+            for c in graph.conflicts
+            if c.service == declaration.name
+            and (declaration.namespace, declaration.object_name) in c.losers
+        ),
+        None,
+    )
+    if loser_of is not None:
+        winner = "/".join(p for p in loser_of.winner if p)
+        accepted = condition(
+            "Accepted",
+            False,
+            "DuplicateService",
+            f"service {declaration.name} is already declared by {winner}; this object is ignored",
+            generation=generation,
+            previous=conditions,
+            now=now,
+        )
+    else:
+        accepted = condition(
+            "Accepted",
+            True,
+            "InGraph",
+            f"part of ServiceGraph {graph_ref}",
+            generation=generation,
+            previous=conditions,
+            now=now,
+        )
+    node = known.get(declaration.name)
+    return {
+        "observedGeneration": generation,
+        "conditions": [accepted],
+        "resolvedTargets": resolved,
+        "unresolvedTargets": [t for t in targets if t not in resolved],
+        "inCycle": bool(node and node.in_cycle and loser_of is None),
+    }
+
+
+def invalid_dependency_status(
+    message: str, *, generation: int | None, previous: Mapping[str, Any], now: datetime
+) -> Body:
+    """For an object the API server let through but the graph cannot use (an older schema)."""
+    accepted = condition(
+        "Accepted",
+        False,
+        "InvalidSpec",
+        message,
+        generation=generation,
+        previous=previous.get("conditions") or [],
+        now=now,
+    )
+    return {
+        "observedGeneration": generation,
+        "conditions": [accepted],
+        "resolvedTargets": [],
+        "unresolvedTargets": [],
+        "inCycle": False,
+    }
