@@ -40,6 +40,7 @@ crds: setup
 
 bench: setup
 	$(BIN)/python bench/graph_bench.py
+	$(BIN)/python bench/operator_bench.py --sizes 1000,5000,10000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

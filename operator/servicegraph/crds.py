@@ -15,7 +15,7 @@ from servicegraph.api import CATEGORY, GROUP, KINDS, VERSION, ResourceKind
 JsonSchema = dict[str, Any]
 
 # Keywords a structural schema may carry (plus x-kubernetes-* extensions).
-_KEPT = {
+STRUCTURAL_KEYWORDS = {
     "type",
     "description",
     "properties",
@@ -55,7 +55,7 @@ def _structural(node: JsonSchema, defs: dict[str, JsonSchema]) -> JsonSchema:
     for key, value in node.items():
         if key.startswith("x-kubernetes-"):
             out[key] = value
-        elif key not in _KEPT:
+        elif key not in STRUCTURAL_KEYWORDS:
             continue
         elif key == "properties":
             out[key] = {name: _structural(sub, defs) for name, sub in value.items()}

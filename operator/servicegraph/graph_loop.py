@@ -297,7 +297,10 @@ class GraphLoop:
             if members not in before:
                 path = " -> ".join([*cycle, cycle[0]])
                 self.post_event("Warning", "CycleDetected", f"dependency cycle: {path}")
+        acknowledged = {frozenset(c) for c in graph.acknowledged_cycles}
         for members in before - current.keys():
+            if members in acknowledged:  # silenced, not gone: "resolved" would be untrue
+                continue
             self.post_event(
                 "Normal", "CycleResolved", f"cycle between {', '.join(sorted(members))} is gone"
             )

@@ -42,6 +42,7 @@ from servicegraph.graph import (
     Retry,
     Sighting,
     SourceKind,
+    Summary,
     Traffic,
     without_gc,
 )
@@ -82,21 +83,12 @@ def to_document(graph: Graph, *, graph_ref: tuple[str, str] | None = None) -> Do
     return {
         "schemaVersion": SCHEMA_VERSION,
         "graph": None if graph_ref is None else {"namespace": graph_ref[0], "name": graph_ref[1]},
-        "summary": {
-            "services": summary.services,
-            "edges": summary.edges,
-            "declaredEdges": summary.declared_edges,
-            "observedEdges": summary.observed_edges,
-            "staleEdges": summary.stale_edges,
-            "cycles": summary.cycles,
-            "undeclared": summary.undeclared,
-            "unobserved": summary.unobserved,
-        },
+        "summary": summary_document(summary),
         "cycles": sorted(graph.cycles),
         "acknowledgedCycles": sorted(graph.acknowledged_cycles),
         "drift": {
-            "undeclared": [{"source": s, "target": t} for s, t in sorted(graph.undeclared)],
-            "unobserved": [{"source": s, "target": t} for s, t in sorted(graph.unobserved)],
+            "undeclared": edge_refs(sorted(graph.undeclared)),
+            "unobserved": edge_refs(sorted(graph.unobserved)),
         },
         "conflicts": [
             {
@@ -109,6 +101,25 @@ def to_document(graph: Graph, *, graph_ref: tuple[str, str] | None = None) -> Do
         "nodes": [_node_document(graph.nodes[name]) for name in sorted(graph.nodes)],
         "edges": [_edge_document(graph.edges[key]) for key in sorted(graph.edges)],
     }
+
+
+@without_gc
+def summary_document(summary: Summary) -> dict[str, int]:
+    """The counts, as both the snapshot and the ServiceGraph status spell them."""
+    return {
+        "services": summary.services,
+        "edges": summary.edges,
+        "declaredEdges": summary.declared_edges,
+        "observedEdges": summary.observed_edges,
+        "staleEdges": summary.stale_edges,
+        "cycles": summary.cycles,
+        "undeclared": summary.undeclared,
+        "unobserved": summary.unobserved,
+    }
+
+
+def edge_refs(pairs: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"source": source, "target": target} for source, target in pairs]
 
 
 @without_gc

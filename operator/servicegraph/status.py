@@ -13,6 +13,7 @@ from typing import Any
 
 from servicegraph.api import MAX_SAMPLES
 from servicegraph.graph import Graph, ServiceDeclaration
+from servicegraph.snapshot import edge_refs, summary_document
 
 Body = dict[str, Any]
 
@@ -123,19 +124,12 @@ def graph_status(
     status: Body = {
         "observedGeneration": generation,
         "conditions": [ready, acyclic, *kept],
-        "services": summary.services,
-        "edges": summary.edges,
-        "declaredEdges": summary.declared_edges,
-        "observedEdges": summary.observed_edges,
-        "staleEdges": summary.stale_edges,
-        "cycles": summary.cycles,
-        "undeclared": summary.undeclared,
-        "unobserved": summary.unobserved,
+        **summary_document(summary),
         "drift": summary.drift,
         "cycleSamples": [list(c) for c in graph.cycles[:MAX_SAMPLES]],
         "driftSamples": {
-            "undeclared": [{"source": s, "target": t} for s, t in graph.undeclared[:MAX_SAMPLES]],
-            "unobserved": [{"source": s, "target": t} for s, t in graph.unobserved[:MAX_SAMPLES]],
+            "undeclared": edge_refs(graph.undeclared[:MAX_SAMPLES]),
+            "unobserved": edge_refs(graph.unobserved[:MAX_SAMPLES]),
         },
     }
     if snapshot is not None:

@@ -10,28 +10,9 @@ import pytest
 import yaml
 
 from servicegraph.api import KINDS
-from servicegraph.crds import custom_resource_definition, render_crds
+from servicegraph.crds import STRUCTURAL_KEYWORDS, custom_resource_definition, render_crds
 
 ROOT = Path(__file__).resolve().parents[2]
-STRUCTURAL_KEYWORDS = {
-    "type",
-    "description",
-    "properties",
-    "required",
-    "items",
-    "additionalProperties",
-    "enum",
-    "default",
-    "minimum",
-    "maximum",
-    "minLength",
-    "maxLength",
-    "pattern",
-    "minItems",
-    "maxItems",
-    "maxProperties",
-    "format",
-}
 
 
 def test_committed_crds_match_the_models() -> None:
