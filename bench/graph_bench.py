@@ -306,11 +306,9 @@ def snapshot_rows(graph: Graph, build: float, repeat: int, services: int) -> lis
     return [
         Row("snapshot to_document + encode", seconds(snapshot)),
         # The operator encodes after every recompute: the revision hash says whether to write.
+        # The budget is the recompute (build + analyse, above); this row is what a change costs.
         Row(
-            "full recompute (analyse + snapshot encode)",
-            seconds(build + snapshot),
-            "< 1 s at 10,000 services / 50,000 edges",
-            verdict(build + snapshot < 1.0, services),
+            "analyse + snapshot encode (the operator's cost per change)", seconds(build + snapshot)
         ),
         Row(
             "snapshot size",

@@ -386,7 +386,7 @@ def analyse(
     )
     return Graph(
         nodes=dict(sorted(nodes.items())),
-        edges=dict(sorted(edges.items())),
+        edges=edges,
         cycles=sorted(cycles),
         acknowledged_cycles=sorted(acknowledged),
         undeclared=undeclared,

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+import orjson
 import yaml
 
 from servicegraph.graph import (
@@ -99,11 +100,10 @@ def to_document(graph: Graph, *, graph_ref: tuple[str, str] | None = None) -> Do
             for c in sorted(graph.conflicts, key=lambda c: c.service)
         ],
         "nodes": [_node_document(graph.nodes[name]) for name in sorted(graph.nodes)],
-        "edges": [_edge_document(graph.edges[key]) for key in sorted(graph.edges)],
+        "edges": _edge_documents(graph),
     }
 
 
-@without_gc
 def summary_document(summary: Summary) -> dict[str, int]:
     """The counts, as both the snapshot and the ServiceGraph status spell them."""
     return {
@@ -220,22 +220,58 @@ def _node_from_document(n: Mapping[str, Any]) -> Node:
     )
 
 
-def _edge_document(edge: Edge) -> dict[str, Any]:
-    winner, traffic = edge.winner, edge.traffic
-    sightings = sorted(edge.sources.values(), key=lambda s: (-s.confidence, s.kind.value))
-    doc: dict[str, Any] = {
-        "source": edge.source,
-        "target": edge.target,
-        "stale": edge.stale,
-        "declared": edge.declared,
-        "observed": edge.observed,
-        "confidence": winner.confidence,
-        "attributes": _attributes_document(winner.attributes),
-        "sources": [_sighting_document(s, winner.attributes, traffic) for s in sightings],
-    }
-    if traffic is not None:
-        doc["traffic"] = _traffic_document(traffic)
-    return doc
+def _edge_documents(graph: Graph) -> list[dict[str, Any]]:
+    """Every edge, in order. Tens of thousands of edges share a handful of attribute sets and
+    poll times: each is rendered once and the rendered part shared (documents are read-only)."""
+    attributes: dict[EdgeAttributes, dict[str, Any]] = {}
+    times: dict[datetime, str] = {}
+
+    def rendered(value: EdgeAttributes) -> dict[str, Any]:
+        found = attributes.get(value)
+        if found is None:
+            found = attributes[value] = _attributes_document(value)
+        return found
+
+    def moment(value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        found = times.get(value)
+        if found is None:
+            found = times[value] = _timestamp(value)
+        return found
+
+    edges = []
+    for key in sorted(graph.edges):
+        edge = graph.edges[key]
+        winner, traffic = edge.winner, edge.traffic
+        sightings = sorted(edge.sources.values(), key=lambda s: (-s.confidence, s.kind.value))
+        sources = []
+        for sighting in sightings:
+            source: dict[str, Any] = {
+                "kind": sighting.kind.value,
+                "confidence": sighting.confidence,
+                "lastSeen": moment(sighting.last_seen),
+            }
+            # The edge already shows the winner's attributes and the freshest traffic.
+            if sighting.attributes != winner.attributes:
+                source["attributes"] = rendered(sighting.attributes)
+            if sighting.traffic is not None and sighting.traffic != traffic:
+                source["traffic"] = _traffic_document(sighting.traffic)
+            sources.append(source)
+        doc: dict[str, Any] = {
+            "source": edge.source,
+            "target": edge.target,
+            "stale": edge.stale,
+            "declared": SourceKind.MANUAL in edge.sources,
+            "observed": len(sightings) > (SourceKind.MANUAL in edge.sources),
+            "confidence": winner.confidence,
+            "attributes": rendered(winner.attributes),
+            "sources": sources,
+        }
+        if traffic is not None:
+            doc["traffic"] = _traffic_document(traffic)
+        edges.append(doc)
+    return edges
 
 
 def _edge_from_document(e: Mapping[str, Any]) -> Edge:
@@ -250,23 +286,6 @@ def _edge_from_document(e: Mapping[str, Any]) -> Edge:
     if not sightings:
         raise ValueError(f"edge {e['source']} -> {e['target']} has no sources")
     return Edge(e["source"], e["target"], {s.kind: s for s in sightings}, stale=e["stale"])
-
-
-def _sighting_document(
-    sighting: Sighting, edge_attributes: EdgeAttributes, edge_traffic: Traffic | None
-) -> dict[str, Any]:
-    """A source of an edge. The edge already shows the winner's attributes and the freshest
-    traffic; repeating them on every source would double the snapshot of a large graph."""
-    doc: dict[str, Any] = {
-        "kind": sighting.kind.value,
-        "confidence": sighting.confidence,
-        "lastSeen": None if sighting.last_seen is None else _timestamp(sighting.last_seen),
-    }
-    if sighting.attributes != edge_attributes:
-        doc["attributes"] = _attributes_document(sighting.attributes)
-    if sighting.traffic is not None and sighting.traffic != edge_traffic:
-        doc["traffic"] = _traffic_document(sighting.traffic)
-    return doc
 
 
 def _sighting_from_document(
@@ -400,10 +419,8 @@ class SnapshotWrite:
 
 
 def canonical_json(doc: Mapping[str, Any]) -> bytes:
-    """The bytes the revision hashes. NaN/Infinity are refused: they are not JSON."""
-    return json.dumps(
-        doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
+    """The bytes the revision hashes: compact UTF-8 JSON with sorted keys."""
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 
 def revision_of(canonical: bytes) -> str:
@@ -542,7 +559,7 @@ def decode(
             f"ConfigMap {name}: content does not match revision {revision} "
             "(half-written or edited); read it again"
         )
-    doc: Document = json.loads(canonical)
+    doc: Document = orjson.loads(canonical)
     check_schema_version(doc)
     return doc
 
