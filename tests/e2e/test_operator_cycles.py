@@ -1,0 +1,137 @@
+"""Cycles end to end: status, conditions, ServiceDependency inCycle and Events."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.e2e.test_operator_support import (
+    condition,
+    counts,
+    free_port,
+    graph,
+    install,
+    jsonpath,
+    reasons,
+    recomputations,
+    sdep,
+    settle_after_recompute,
+)
+from tests.support.emulator import Api
+from tests.support.kubectl import wait_for
+from tests.support.operator_process import OperatorProcess
+
+pytestmark = pytest.mark.e2e
+
+ACYCLIC = '{.status.conditions[?(@.type=="Acyclic")].status}'
+WARNING = ("Warning", "CycleDetected")
+RESOLVED = ("Normal", "CycleResolved")
+
+
+def in_cycle(api: Api, *names: str) -> list[str]:
+    return [jsonpath(api, "sdep", name, "{.status.inCycle}") for name in names]
+
+
+def test_cycle_appears_and_is_resolved(
+    api: Api, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    install(api, "shop")
+    port = free_port()
+    api.kubectl.apply(graph("shop"), sdep("a", "b"), sdep("b", "c"), sdep("c"), sdep("d", "a"))
+    start_operator("--metrics-port", str(port))
+    wait_for(lambda: counts(api, "shop") == "4/3", timeout=30)
+    assert jsonpath(api, "sg", "shop", ACYCLIC) == "True"
+    wait_for(lambda: in_cycle(api, "a", "b", "c", "d") == ["false"] * 4)
+
+    api.kubectl.apply(sdep("c", "a"))
+    wait_for(lambda: jsonpath(api, "sg", "shop", "{.status.cycles}") == "1")
+    sg = api.kubectl.get("sg", "shop", "-n", "shop")
+    assert sg["status"]["cycleSamples"] == [["a", "b", "c"]]
+    acyclic = condition(sg, "Acyclic")
+    assert (acyclic["status"], acyclic["reason"]) == ("False", "CyclesFound")
+    assert "a -> b -> c -> a" in acyclic["message"]
+    assert acyclic["observedGeneration"] == sg["metadata"]["generation"]
+    assert condition(sg, "Ready")["status"] == "True"  # a cycle is a finding, not a failure
+    wait_for(lambda: in_cycle(api, "a", "b", "c", "d") == ["true", "true", "true", "false"])
+    wait_for(lambda: reasons(api, "shop", "shop") == [WARNING])
+    (warning,) = [
+        e
+        for e in api.kubectl.get("events", "-n", "shop")["items"]
+        if e["reason"] == "CycleDetected"
+    ]
+    assert warning["involvedObject"]["name"] == "shop"
+    assert warning["involvedObject"]["uid"] == sg["metadata"]["uid"]
+    assert "a -> b -> c -> a" in warning["message"]
+
+    # Unrelated recomputations do not repeat the warning.
+    for change in (sdep("e", "d"), sdep("d", "a", "e2")):
+        before = recomputations(port)
+        api.kubectl.apply(change)
+        settle_after_recompute(port, before)
+    wait_for(lambda: counts(api, "shop") == "6/6")
+    assert jsonpath(api, "sg", "shop", "{.status.cycles}") == "1"
+    time.sleep(1.0)  # events are posted in the background
+    assert reasons(api, "shop", "shop") == [WARNING]
+
+    # Resolved: the condition goes back, one Normal event, and nothing more after that.
+    api.kubectl.apply(sdep("c"))
+    wait_for(lambda: jsonpath(api, "sg", "shop", ACYCLIC) == "True")
+    sg = api.kubectl.get("sg", "shop", "-n", "shop")
+    assert sg["status"]["cycles"] == 0
+    assert sg["status"]["cycleSamples"] == []
+    assert condition(sg, "Acyclic")["reason"] == "NoCycles"
+    assert condition(sg, "Acyclic")["lastTransitionTime"] >= acyclic["lastTransitionTime"]
+    wait_for(lambda: in_cycle(api, "a", "b", "c") == ["false"] * 3)
+    wait_for(lambda: reasons(api, "shop", "shop") == [WARNING, RESOLVED])
+    before = recomputations(port)
+    api.kubectl.apply(sdep("e"))
+    settle_after_recompute(port, before)
+    assert reasons(api, "shop", "shop") == [WARNING, RESOLVED]
+
+    # The same cycle again is news again.
+    api.kubectl.apply(sdep("c", "a"))
+    wait_for(lambda: reasons(api, "shop", "shop") == [WARNING, RESOLVED, WARNING])
+
+
+def test_acknowledged_cycle_raises_no_alarm(
+    api: Api, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    install(api, "shop")
+    port = free_port()
+    api.kubectl.apply(
+        graph("shop", acknowledgedCycles=[["b", "a"]]),
+        sdep("a", "b"),
+        sdep("b", "a"),
+        sdep("x", "y"),
+    )
+    start_operator("--metrics-port", str(port))
+    wait_for(lambda: counts(api, "shop") == "4/3", timeout=30)
+    wait_for(lambda: in_cycle(api, "a", "b", "x") == ["true", "true", "false"])
+    sg = api.kubectl.get("sg", "shop", "-n", "shop")
+    assert sg["status"]["cycles"] == 0
+    acyclic = condition(sg, "Acyclic")
+    assert (acyclic["status"], acyclic["reason"]) == ("True", "NoCycles")
+    assert "1 acknowledged" in acyclic["message"]
+
+    # An unacknowledged one next to it does raise the alarm, for itself only.
+    api.kubectl.apply(sdep("y", "x"))
+    wait_for(lambda: jsonpath(api, "sg", "shop", ACYCLIC) == "False")
+    assert jsonpath(api, "sg", "shop", "{.status.cycleSamples}") == '[["x","y"]]'
+    wait_for(lambda: reasons(api, "shop", "shop") == [WARNING])
+    (warning,) = api.kubectl.get("events", "-n", "shop")["items"]
+    assert "x -> y -> x" in warning["message"]
+
+    # Acknowledging it silences the condition, and is no resolution (the cycle is still there).
+    before = recomputations(port)
+    api.kubectl.apply(graph("shop", acknowledgedCycles=[["b", "a"], ["x", "y"]]))
+    wait_for(lambda: jsonpath(api, "sg", "shop", ACYCLIC) == "True")
+    settle_after_recompute(port, before)
+    assert in_cycle(api, "x", "y") == ["true", "true"]
+    assert reasons(api, "shop", "shop") == [WARNING]
+
+    # Taking the acknowledgement back brings the alarm back.
+    api.kubectl.apply(graph("shop", acknowledgedCycles=[["b", "a"]]))
+    wait_for(lambda: jsonpath(api, "sg", "shop", ACYCLIC) == "False")
+    wait_for(lambda: reasons(api, "shop", "shop") == [WARNING, WARNING])
