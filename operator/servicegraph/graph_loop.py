@@ -258,7 +258,9 @@ class GraphLoop:
             body = payload.manifest()
             body["metadata"]["namespace"] = self.namespace
             body["metadata"]["ownerReferences"] = [self._owner_reference()]
-            await self.kube.write_config_map(self.namespace, body)
+            # Shards carry their revision in their name: only the index is ever replaced.
+            exists = payload.name == name and self.revision is not None
+            await self.kube.write_config_map(self.namespace, body, exists=exists)
             METRICS.writes.labels("configmap").inc()
         existing = await self.kube.list_config_maps(
             self.namespace, snapshot.snapshot_selector(name)

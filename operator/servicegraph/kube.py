@@ -102,27 +102,39 @@ class Kube:
         )
         return list((found or {}).get("items") or [])
 
-    async def write_config_map(self, namespace: str, body: Body) -> None:
-        """Create the ConfigMap, or replace it whole (keys it no longer has must go)."""
+    async def write_config_map(self, namespace: str, body: Body, *, exists: bool) -> None:
+        """Replace the ConfigMap whole (keys it no longer has must go), or create it.
+
+        `exists` says which to try first; the other is the fallback when it was wrong.
+        """
         name = body["metadata"]["name"]
         manifest = client.V1ConfigMap.from_dict(body)
         assert manifest is not None  # from_dict returns None only for None
-        try:
-            await self._call(
+
+        async def create() -> Body | None:
+            return await self._call(
                 f"create configmap {namespace}/{name}",
                 lambda: self._core.create_namespaced_config_map(
                     namespace, manifest, _preload_content=False, _request_timeout=TIMEOUT
                 ),
             )
-        except KubeError as error:
-            if error.status != 409:
-                raise
-            await self._call(
+
+        async def replace() -> Body | None:
+            return await self._call(
                 f"replace configmap {namespace}/{name}",
                 lambda: self._core.replace_namespaced_config_map(
                     name, namespace, manifest, _preload_content=False, _request_timeout=TIMEOUT
                 ),
             )
+
+        if exists and await replace() is not None:
+            return
+        try:
+            await create()
+        except KubeError as error:
+            if error.status != 409:
+                raise
+            await replace()
 
     async def delete_config_map(self, namespace: str, name: str) -> None:
         await self._call(
