@@ -12,11 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from servicegraph import export, settings, snapshot
-from servicegraph.api import ServiceDependency, ServiceGraph, ServiceGraphSpec
+from servicegraph.api import (
+    ObservedSource,
+    ServiceDependency,
+    ServiceGraph,
+    ServiceGraphSpec,
+)
 from servicegraph.crds import render_crds
-from servicegraph.graph import MAX_DEPTH, Direction, Graph, UnknownServiceError
+from servicegraph.graph import MAX_DEPTH, Direction, Graph, Observation, UnknownServiceError
 from servicegraph.manifests import ManifestError, ManifestSet, load
 
 EXIT_CYCLES = 1
@@ -60,10 +66,16 @@ def _parser() -> argparse.ArgumentParser:
     _graph_choice(check)
     check.set_defaults(command=_check)
 
-    analyze = commands.add_parser("analyze", help="the summary the operator would write")
+    analyze = commands.add_parser(
+        "analyze",
+        help="the summary the operator would write",
+        description="Analyse the manifests; with --prometheus, merge the edges OpenTelemetry "
+        "observed and report drift (undeclared and unobserved edges), no cluster needed.",
+    )
     analyze.add_argument("paths", nargs="+", metavar="PATH")
     _graph_choice(analyze)
     analyze.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    _observed_options(analyze)
     analyze.set_defaults(command=_analyze)
 
     query = commands.add_parser("query", help="what a service calls, or who calls it")
@@ -156,6 +168,35 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _observed_options(parser: argparse.ArgumentParser) -> None:
+    observed = parser.add_argument_group(
+        "observed edges",
+        "Poll a Prometheus-compatible API (Prometheus, Thanos, Mimir) once for the "
+        "OpenTelemetry service-graph metrics. The ServiceGraph's spec.observed gives the "
+        "defaults; its Secrets are not read: pass the token and CA as files.",
+    )
+    observed.add_argument("--prometheus", metavar="URL", help="base URL of the query API")
+    observed.add_argument("--window", metavar="DURATION", help="how far back (default 1h)")
+    observed.add_argument("--metric-prefix", metavar="PREFIX", help="default traces_service_graph")
+    observed.add_argument(
+        "--min-request-rate",
+        type=float,
+        metavar="R",
+        help="requests/s below which an edge is noise",
+    )
+    observed.add_argument(
+        "--header",
+        dest="headers",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra request header, e.g. X-Scope-OrgID=team-a; repeatable",
+    )
+    observed.add_argument("--bearer-token-file", metavar="FILE", help="file holding a token")
+    observed.add_argument("--ca-file", metavar="FILE", help="PEM CA bundle to verify TLS with")
+    observed.add_argument("--timeout", metavar="DURATION", help="per query (default 30s)")
+
+
 def _graph_choice(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--graph",
@@ -193,11 +234,20 @@ def _chosen_graph(manifests: ManifestSet, name: str | None) -> ServiceGraph | No
     return graphs[0] if graphs else None
 
 
-def _analyse(manifests: ManifestSet, graph_name: str | None) -> tuple[Graph, ServiceGraph | None]:
+def _analyse(
+    manifests: ManifestSet,
+    graph_name: str | None,
+    *,
+    observations: Sequence[Observation] = (),
+    observed: ObservedSource | None = None,
+    now: datetime | None = None,
+) -> tuple[Graph, ServiceGraph | None]:
     chosen = _chosen_graph(manifests, graph_name)
     declarations = [dep.declaration() for dep in manifests.dependencies if _selects(chosen, dep)]
     spec = chosen.spec if chosen else ServiceGraphSpec()
-    return spec.analyse(declarations, now=datetime.now(UTC)), chosen
+    if observed is not None:  # polled: declared edges that were not seen are drift
+        spec = spec.model_copy(update={"observed": observed})
+    return spec.analyse(declarations, observations, now=now or datetime.now(UTC)), chosen
 
 
 def _selects(graph: ServiceGraph | None, dep: ServiceDependency) -> bool:
@@ -244,12 +294,26 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    graph, chosen = _analyse(_load_valid(args.paths), args.graph)
+    manifests = _load_valid(args.paths)
+    now = datetime.now(UTC)
+    polled: dict[str, Any] | None = None
+    observations: list[Observation] = []
+    source: ObservedSource | None = None
+    if args.prometheus:
+        source = _observed_source(args, _chosen_graph(manifests, args.graph))
+        observations, polled = _poll(args, source, now)
+    else:
+        _refuse_observed_flags_without_prometheus(args)
+    graph, chosen = _analyse(
+        manifests, args.graph, observations=observations, observed=source, now=now
+    )
     ref = (chosen.metadata.namespace or "", chosen.metadata.name) if chosen else None
     doc = snapshot.to_document(graph, graph_ref=ref)
     report = {
         key: doc[key] for key in ("graph", "summary", "cycles", "acknowledgedCycles", "drift")
     }
+    if polled is not None:
+        report["observed"] = polled
     if args.output == "json":
         print(json.dumps(report, indent=2))
     elif args.output == "yaml":
@@ -262,6 +326,12 @@ def _analyze(args: argparse.Namespace) -> int:
 def _print_analysis(report: dict[str, Any]) -> None:
     summary = report["summary"]
     _print_table(["COUNT", "VALUE"], [[key, str(value)] for key, value in summary.items()])
+    if "observed" in report:
+        polled = report["observed"]
+        print(
+            f"observed: {polled['edges']} edges in {polled['series']} series from "
+            f"{polled['prometheus']} over {polled['window']}"
+        )
     for title, cycles in (
         ("cycles", report["cycles"]),
         ("acknowledged", report["acknowledgedCycles"]),
@@ -271,6 +341,110 @@ def _print_analysis(report: dict[str, Any]) -> None:
     for kind, edges in report["drift"].items():
         for edge in edges:
             print(f"{kind}: {edge['source']} -> {edge['target']}")
+
+
+_OBSERVED_FLAGS = {
+    "prometheus.url": "--prometheus",
+    "prometheus.headers": "--header",
+    "prometheus.timeout": "--timeout",
+    "metricPrefix": "--metric-prefix",
+    "window": "--window",
+    "minRequestRate": "--min-request-rate",
+}
+
+
+def _refuse_observed_flags_without_prometheus(args: argparse.Namespace) -> None:
+    given = [
+        flag
+        for flag, value in (
+            ("--window", args.window),
+            ("--metric-prefix", args.metric_prefix),
+            ("--min-request-rate", args.min_request_rate),
+            ("--header", args.headers),
+            ("--bearer-token-file", args.bearer_token_file),
+            ("--ca-file", args.ca_file),
+            ("--timeout", args.timeout),
+        )
+        if value not in (None, [])
+    ]
+    if given:
+        raise CliError(f"{given[0]} needs --prometheus URL")
+
+
+def _observed_source(args: argparse.Namespace, chosen: ServiceGraph | None) -> ObservedSource:
+    """spec.observed of the chosen ServiceGraph (if any) with the flags on top."""
+    base = chosen.spec.observed if chosen is not None else None
+    headers = dict(base.prometheus.headers) if base else {}
+    for item in args.headers:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise CliError("--header expects NAME=VALUE")  # no echo: it may hold a secret
+        headers[name.strip()] = value
+    endpoint: dict[str, Any] = {"url": args.prometheus, "headers": headers}
+    raw: dict[str, Any] = {"prometheus": endpoint}
+    if base is not None:  # what the graph's spec says, flags aside
+        endpoint["timeout"] = base.prometheus.timeout
+        raw.update(
+            metricPrefix=base.metric_prefix,
+            window=base.window,
+            minRequestRate=base.min_request_rate,
+        )
+    if args.timeout is not None:
+        endpoint["timeout"] = args.timeout
+    for key, value in (
+        ("metricPrefix", args.metric_prefix),
+        ("window", args.window),
+        ("minRequestRate", args.min_request_rate),
+    ):
+        if value is not None:
+            raw[key] = value
+    try:
+        return ObservedSource.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        flag = next((f for key, f in _OBSERVED_FLAGS.items() if where.startswith(key)), where)
+        raise CliError(f"invalid {flag}: {error['msg']}") from None
+
+
+def _poll(
+    args: argparse.Namespace, source: ObservedSource, now: datetime
+) -> tuple[list[Observation], dict[str, Any]]:
+    """One poll of the observed edges; a failure is one line, as any other CLI error."""
+    import asyncio
+
+    from servicegraph import observed  # httpx is imported only when asked to poll
+
+    token = _read_text(args.bearer_token_file, "--bearer-token-file")
+    ca = _read_text(args.ca_file, "--ca-file")
+    try:
+        query = observed.PrometheusQuery.from_source(source, bearer_token=token, ca_pem=ca)
+    except ValueError as exc:
+        field, _, problem = str(exc).partition(": ")
+        flag = {"bearerToken": "--bearer-token-file", "ca": "--ca-file"}.get(field, field)
+        raise CliError(f"{flag}: {problem}") from None
+    try:
+        result = asyncio.run(observed.poll(query, now=now))
+    except observed.ObservedSourceError as exc:
+        raise CliError(f"{exc.reason.value}: {exc.message}") from None
+    return result.observations, {
+        "prometheus": query.display_url,
+        "metricPrefix": query.metric_prefix,
+        "window": query.window,
+        "minRequestRate": query.min_request_rate,
+        "series": result.series,
+        "edges": len(result.observations),
+    }
+
+
+def _read_text(path: str | None, flag: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise CliError(f"{flag}: cannot read {path}: {reason}") from None
 
 
 def _query(args: argparse.Namespace) -> int:

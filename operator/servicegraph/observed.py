@@ -1,0 +1,637 @@
+"""Observed dependencies: OpenTelemetry service-graph edges, read from a Prometheus-compatible API.
+
+The OpenTelemetry collector's `servicegraph` connector and Tempo's metrics-generator turn traces
+into one set of series per edge, labelled `client`, `server` and `connection_type`:
+
+    PREFIX_request_total                counter    every request (the collector adds `failed`)
+    PREFIX_request_failed_total         counter    failed requests
+    PREFIX_request_server_seconds       histogram  latency as the server saw it
+    PREFIX_request_client_seconds       histogram  latency as the client saw it
+
+`poll` asks three instant queries (request rate, failed rate, p95 server latency over the
+window) and turns the answer into `graph.Observation`s. It works against Prometheus, Thanos,
+Mimir and Cortex (extra headers such as X-Scope-OrgID), verifies TLS by default, retries
+transient faults with exponential backoff and full jitter, caps the size of an answer, and
+reports every failure as an `ObservedSourceError` with a reason and a message that never holds
+the bearer token or a header value.
+
+PromQL is only ever built from a metric prefix and a window that passed their patterns here,
+whatever the caller validated before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import math
+import random
+import re
+import ssl
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final
+from urllib.parse import unquote_to_bytes
+
+import httpx
+
+from servicegraph import __version__
+from servicegraph.api import (
+    DURATION_PATTERN,
+    METRIC_PREFIX_PATTERN,
+    ObservedSource,
+    parse_duration,
+)
+from servicegraph.graph import EdgeAttributes, Observation, SourceKind, Traffic
+
+log = logging.getLogger(__name__)
+
+DEFAULT_METRIC_PREFIX: Final = "traces_service_graph"
+MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
+MAX_BACKOFF_SECONDS: Final = 30.0
+MAX_NAME_LENGTH: Final = 253
+QUANTILE: Final = 0.95
+QUERY_PATH: Final = "/api/v1/query"
+EDGE_LABELS: Final = ("client", "server", "connection_type")
+
+MESSAGING_SYSTEM: Final = "messaging_system"
+DATABASE: Final = "database"
+VIRTUAL_NODE: Final = "virtual_node"
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Reason(StrEnum):
+    """Why a poll failed: the `reason` of the ObservedSourceHealthy condition."""
+
+    UNREACHABLE = "Unreachable"
+    UNAUTHORIZED = "Unauthorized"
+    BAD_RESPONSE = "BadResponse"
+    TIMEOUT = "Timeout"
+
+
+class ObservedSourceError(Exception):
+    """A poll that failed. `reason` is a Reason, `message` is safe for logs, status and events."""
+
+    def __init__(self, reason: Reason, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.retryable = retryable
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"ObservedSourceError({self.reason.value!r}, {self.message!r})"
+
+
+@dataclass(frozen=True, eq=True)
+class PrometheusQuery:
+    """Everything a poll needs: where to ask, how to authenticate, what to ask for.
+
+    Build it with `from_source` from a ServiceGraph's `spec.observed` and the token and CA the
+    operator read from their Secrets. The token and header values stay out of `repr`.
+    """
+
+    url: str
+    headers: tuple[tuple[str, str], ...] = ()
+    bearer_token: str | None = None
+    ca_pem: str | None = None
+    timeout: float = 30.0
+    metric_prefix: str = DEFAULT_METRIC_PREFIX
+    window: str = "1h"
+    min_request_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_url(self.url)
+        for name, value in self.headers:
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"prometheus.headers: {name!r} is not an HTTP header name")
+            if not _HEADER_VALUE.fullmatch(value):
+                raise ValueError(f"prometheus.headers[{name}]: the value holds control characters")
+        if self.bearer_token is not None and not _TOKEN.fullmatch(self.bearer_token):
+            raise ValueError("bearerToken: empty, or holds whitespace or control characters")
+        if self.ca_pem is not None:
+            _ssl_context(self.ca_pem)
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ValueError(f"prometheus.timeout: must be a positive duration, not {self.timeout}")
+        if len(self.metric_prefix) > 200 or not re.fullmatch(
+            METRIC_PREFIX_PATTERN, self.metric_prefix
+        ):
+            raise ValueError(
+                f"metricPrefix: {self.metric_prefix!r} is not a Prometheus metric name"
+            )
+        if len(self.window) > 32 or not re.fullmatch(DURATION_PATTERN, self.window):
+            raise ValueError(f"window: {self.window!r} is not a duration such as 30s, 15m or 1h")
+        if parse_duration(self.window) <= 0:
+            raise ValueError(f"window: {self.window!r} must be longer than zero")
+        if not (math.isfinite(self.min_request_rate) and self.min_request_rate >= 0):
+            raise ValueError(
+                f"minRequestRate: must be a number >= 0, not {self.min_request_rate!r}"
+            )
+
+    @classmethod
+    def from_source(
+        cls,
+        source: ObservedSource,
+        *,
+        bearer_token: str | None = None,
+        ca_pem: str | None = None,
+    ) -> PrometheusQuery:
+        """The query a ServiceGraph's `spec.observed` asks for; token and CA read by the caller.
+
+        Surrounding whitespace of the token is dropped (Secrets made from files often end with
+        a newline). A Secret reference without its value is an error: TLS or authentication
+        would silently be weaker than the spec says.
+        """
+        endpoint = source.prometheus
+        if endpoint.bearer_token_secret_ref is not None and bearer_token is None:
+            raise ValueError("prometheus.bearerTokenSecretRef: the token was not resolved")
+        if endpoint.ca_secret_ref is not None and ca_pem is None:
+            raise ValueError("prometheus.caSecretRef: the CA certificate was not resolved")
+        return cls(
+            url=endpoint.url,
+            headers=tuple(sorted(endpoint.headers.items())),
+            bearer_token=None if bearer_token is None else bearer_token.strip(),
+            ca_pem=ca_pem,
+            timeout=parse_duration(endpoint.timeout),
+            metric_prefix=source.metric_prefix,
+            window=source.window,
+            min_request_rate=source.min_request_rate,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"PrometheusQuery(url={self.display_url!r}, "
+            f"headers={[name for name, _ in self.headers]!r}, "
+            f"bearer_token={'<hidden>' if self.bearer_token else None}, "
+            f"ca_pem={'<set>' if self.ca_pem else None}, timeout={self.timeout!r}, "
+            f"metric_prefix={self.metric_prefix!r}, window={self.window!r}, "
+            f"min_request_rate={self.min_request_rate!r})"
+        )
+
+    __str__ = __repr__
+
+    @property
+    def endpoint(self) -> str:
+        """The instant-query URL; a path in `url` is kept (Mimir serves under /prometheus)."""
+        parsed = httpx.URL(self.url)
+        path = parsed.path.rstrip("/") + QUERY_PATH
+        return str(parsed.copy_with(userinfo=b"", path=path))  # user info goes in a header
+
+    @property
+    def display_url(self) -> str:
+        """The URL without user info or query string: fit for messages."""
+        return _display_url(self.url)
+
+    @property
+    def promql(self) -> dict[str, str]:
+        """The three instant queries, by what they measure."""
+        prefix, window = self.metric_prefix, self.window
+        by = "sum by (client, server, connection_type)"
+        return {
+            "rate": f"{by} (rate({prefix}_request_total[{window}]))",
+            "failed": f"{by} (rate({prefix}_request_failed_total[{window}]))",
+            "latency": f"histogram_quantile({QUANTILE}, "
+            f"sum by (client, server, connection_type, le) "
+            f"(rate({prefix}_request_server_seconds_bucket[{window}])))",
+        }
+
+    def request_headers(self) -> dict[str, str]:
+        """The bearer token wins over user info in the URL, which wins over an Authorization
+        header."""
+        headers = {
+            "Accept": "application/json",
+            "User-Agent": f"servicegraph-operator/{__version__}",
+            **dict(self.headers),
+        }
+        parsed = httpx.URL(self.url)
+        if self.bearer_token or parsed.userinfo:
+            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        if self.bearer_token:
+            headers["Authorization"] = f"Bearer {self.bearer_token}"
+        elif parsed.userinfo:  # http://user:password@host: basic authentication
+            basic = base64.b64encode(unquote_to_bytes(parsed.userinfo.decode("ascii"))).decode()
+            headers["Authorization"] = f"Basic {basic}"
+        return headers
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """TLS verification: against the given CA, or the system's trust store."""
+        return True if self.ca_pem is None else _ssl_context(self.ca_pem)
+
+    def client(self) -> httpx.AsyncClient:
+        """An HTTP client fit for this query; `poll` makes one when it is given none."""
+        return httpx.AsyncClient(
+            verify=self.verify(), timeout=httpx.Timeout(self.timeout), follow_redirects=False
+        )
+
+    def scrub(self, text: str) -> str:
+        """`text` (an answer or an exception of someone else) without secrets, made short."""
+        secrets = [value for _, value in self.headers if value]
+        secrets += [s for s in (self.bearer_token, httpx.URL(self.url).password) if s]
+        for secret in sorted(secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        text = _CONTROL.sub(" ", text).strip()
+        return text if len(text) <= 200 else text[:199] + "…"
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What one poll saw: the edges, and how many series the answers held in all."""
+
+    observations: list[Observation] = field(default_factory=list)
+    series: int = 0
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One element of an instant vector, and the time it was evaluated at."""
+
+    labels: Mapping[str, str]
+    value: float
+    timestamp: float = 0.0
+
+
+async def poll(
+    query: PrometheusQuery,
+    *,
+    now: datetime,
+    client: httpx.AsyncClient | None = None,
+    attempts: int = 3,
+    backoff: float = 0.5,
+    max_bytes: int = MAX_RESPONSE_BYTES,
+) -> PollResult:
+    """Ask Prometheus for the service-graph edges of the last `query.window`.
+
+    Each query is tried up to `attempts` times while the fault is transient (unreachable,
+    timeout, HTTP 429 or 5xx), sleeping a random time up to `backoff * 2**n` seconds between
+    tries. Raises ObservedSourceError. A given `client` is used as is (see `query.client()`).
+    """
+    if attempts < 1:
+        raise ValueError(f"attempts must be at least 1, not {attempts}")
+    http = client if client is not None else query.client()
+    try:
+        promql = query.promql
+
+        async def ask(expression: str, at: float | None = None) -> list[Sample]:
+            return await _query_with_retries(
+                http,
+                query,
+                expression,
+                at=at,
+                attempts=attempts,
+                backoff=backoff,
+                max_bytes=max_bytes,
+            )
+
+        rates = await ask(promql["rate"])
+        if not rates:
+            return PollResult([], 0)
+        # The same instant for all: while a window fills, rate() moves from one second to the next.
+        at = rates[0].timestamp or None
+        failed, latency = await asyncio.gather(
+            ask(promql["failed"], at), ask(promql["latency"], at), return_exceptions=True
+        )
+        if isinstance(failed, BaseException):
+            raise failed
+        if isinstance(latency, BaseException):
+            raise latency
+    finally:
+        if client is None:
+            await http.aclose()
+    return PollResult(
+        observations_from_samples(
+            rates, failed, latency, now=now, min_request_rate=query.min_request_rate
+        ),
+        series=len(rates) + len(failed) + len(latency),
+    )
+
+
+def observations_from_samples(
+    rates: Sequence[Sample],
+    failed: Sequence[Sample] = (),
+    latency: Sequence[Sample] = (),
+    *,
+    now: datetime,
+    min_request_rate: float = 0.0,
+) -> list[Observation]:
+    """One OpenTelemetry observation per (client, server), sorted.
+
+    Series of one pair with different connection types are added up; the edge takes the type
+    that carries most of the traffic and the highest p95. Edges at or below zero requests per
+    second, or under `min_request_rate`, are noise. Figures are rounded (rates to 4 significant
+    digits, latency to 0.1 ms) so that snapshots do not churn on noise.
+    """
+    edges: dict[tuple[str, str], _Edge] = {}
+    for sample in rates:
+        key = _edge_key(sample.labels)
+        if key is None or not math.isfinite(sample.value) or sample.value <= 0:
+            continue
+        edge = edges.setdefault(key, _Edge())
+        edge.rate += sample.value
+        kind = _connection_type(sample.labels)
+        edge.rate_by_type[kind] = edge.rate_by_type.get(kind, 0.0) + sample.value
+    for sample in failed:
+        key = _edge_key(sample.labels)
+        if key in edges and math.isfinite(sample.value) and sample.value > 0:
+            edges[key].failed += sample.value
+    for sample in latency:
+        key = _edge_key(sample.labels)
+        if key in edges and math.isfinite(sample.value) and sample.value >= 0:
+            known = edges[key].p95
+            edges[key].p95 = sample.value if known is None else max(known, sample.value)
+
+    observations = []
+    for (source, target), edge in sorted(edges.items()):
+        if edge.rate < min_request_rate:
+            continue
+        connection_type = min(edge.rate_by_type.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+        traffic = Traffic(
+            request_rate=_significant(edge.rate),
+            error_rate=_significant(min(1.0, edge.failed / edge.rate)),
+            p95_latency_ms=None if edge.p95 is None else round(edge.p95 * 1000, 1),
+            connection_type=connection_type,
+        )
+        mode = "async" if connection_type == MESSAGING_SYSTEM else "sync"
+        observations.append(
+            Observation(
+                source=source,
+                target=target,
+                kind=SourceKind.OTEL,
+                last_seen=now,
+                attributes=EdgeAttributes(communication_mode=mode),
+                traffic=traffic,
+            )
+        )
+    return observations
+
+
+def parse_vector(body: bytes, *, scrub: Callable[[str], str] = str) -> list[Sample]:
+    """The samples of an instant-query answer; BadResponse when it is not one.
+
+    `scrub` cleans text the server wrote before it goes into a message.
+    """
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _bad(f"malformed JSON: {str(exc)[:120]}") from None
+    if not isinstance(document, dict):
+        raise _bad("the answer is not a JSON object")
+    if document.get("status") != "success":
+        detail = _prometheus_error(document)
+        raise _bad(scrub(detail) if detail else "the answer's status is not 'success'")
+    data = document.get("data")
+    if not isinstance(data, dict) or data.get("resultType") != "vector":
+        kind = data.get("resultType") if isinstance(data, dict) else None
+        raise _bad(f"expected an instant vector, got result type {scrub(repr(kind)[:40])}")
+    result = data.get("result")
+    if not isinstance(result, list):
+        raise _bad("the answer's data.result is not a list")
+    samples = []
+    for item in result:
+        try:
+            labels, (at, text) = item["metric"], item["value"]
+            if not isinstance(labels, dict) or not isinstance(text, str):
+                raise TypeError
+            value, timestamp = float(text), float(at)
+        except (KeyError, TypeError, ValueError):
+            raise _bad("a series of the answer has no metric or value") from None
+        if not math.isfinite(timestamp):
+            raise _bad("a series of the answer has no valid timestamp")
+        samples.append(Sample({str(k): str(v) for k, v in labels.items()}, value, timestamp))
+    return samples
+
+
+def classify_status(
+    status: int, body: bytes, where: str, *, scrub: Callable[[str], str] = str
+) -> ObservedSourceError | None:
+    """The error an HTTP status (and its body) stands for; None for 200.
+
+    401/403 are Unauthorized and final; 429 and 5xx are retried; a query that Prometheus
+    timed out (errorType timeout) is a Timeout; other 4xx and redirects are final.
+    """
+    if status == 200:
+        return None
+    detail = scrub(_prometheus_error_of(body))
+    suffix = f": {detail}" if detail else ""
+    if status in (401, 403):
+        return ObservedSourceError(
+            Reason.UNAUTHORIZED,
+            f"{where} answered HTTP {status}{suffix} (check the bearer token and headers)",
+        )
+    if _error_type(body) == "timeout":
+        return ObservedSourceError(
+            Reason.TIMEOUT, f"{where} timed out the query (HTTP {status}){suffix}", retryable=True
+        )
+    if 300 <= status < 400:
+        return _bad(f"{where} answered HTTP {status} (a redirect, not followed)")
+    return ObservedSourceError(
+        Reason.BAD_RESPONSE,
+        f"{where} answered HTTP {status}{suffix}",
+        retryable=status == 429 or status >= 500,
+    )
+
+
+def backoff_delay(attempt: int, backoff: float, rng: random.Random | None = None) -> float:
+    """Full jitter: a random time up to backoff * 2**(attempt-1) seconds, capped."""
+    ceiling = min(MAX_BACKOFF_SECONDS, backoff * 2 ** (attempt - 1))
+    return (rng or random).uniform(0, ceiling) if ceiling > 0 else 0.0
+
+
+# --- internals ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Edge:
+    rate: float = 0.0
+    failed: float = 0.0
+    p95: float | None = None
+    rate_by_type: dict[str, float] = field(default_factory=dict)
+
+
+def _edge_key(labels: Mapping[str, str]) -> tuple[str, str] | None:
+    client, server = labels.get("client", ""), labels.get("server", "")
+    for name in (client, server):
+        if not name or len(name) > MAX_NAME_LENGTH or _CONTROL.search(name):
+            return None
+    return client, server
+
+
+def _connection_type(labels: Mapping[str, str]) -> str:
+    """The label as it is, unless it is too odd to go into a snapshot (then: unknown, "")."""
+    kind = labels.get("connection_type", "")
+    return kind if len(kind) <= 63 and not _CONTROL.search(kind) else ""
+
+
+def _significant(value: float, digits: int = 4) -> float:
+    return float(f"{value:.{digits}g}")
+
+
+async def _query_with_retries(
+    http: httpx.AsyncClient,
+    query: PrometheusQuery,
+    promql: str,
+    *,
+    at: float | None,
+    attempts: int,
+    backoff: float,
+    max_bytes: int,
+) -> list[Sample]:
+    for attempt in range(1, attempts + 1):
+        try:
+            async with asyncio.timeout(query.timeout):
+                return await _query_once(http, query, promql, at, max_bytes)
+        except TimeoutError:
+            error = ObservedSourceError(
+                Reason.TIMEOUT,
+                f"no answer from {query.display_url} within {query.timeout:g}s",
+                retryable=True,
+            )
+        except ObservedSourceError as exc:
+            error = exc
+        if not error.retryable or attempt == attempts:
+            if attempt > 1:
+                raise ObservedSourceError(
+                    error.reason, f"{error.message} (after {attempt} attempts)"
+                ) from None
+            raise error
+        delay = backoff_delay(attempt, backoff)
+        log.debug(
+            "Prometheus query failed (%s: %s), attempt %d of %d, retrying in %.2fs",
+            error.reason.value,
+            error.message,
+            attempt,
+            attempts,
+            delay,
+        )
+        await asyncio.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _query_once(
+    http: httpx.AsyncClient, query: PrometheusQuery, promql: str, at: float | None, max_bytes: int
+) -> list[Sample]:
+    where = query.display_url
+    form = {"query": promql, "timeout": f"{query.timeout:g}"}
+    if at is not None:
+        form["time"] = repr(at)
+    try:
+        async with http.stream(
+            "POST",
+            query.endpoint,
+            data=form,
+            headers=query.request_headers(),
+            timeout=httpx.Timeout(query.timeout),
+        ) as response:
+            body = await _read_capped(response, max_bytes)
+            status = response.status_code
+    except httpx.TimeoutException:
+        raise ObservedSourceError(
+            Reason.TIMEOUT, f"no answer from {where} within {query.timeout:g}s", retryable=True
+        ) from None
+    except httpx.TransportError as exc:
+        raise ObservedSourceError(
+            Reason.UNREACHABLE,
+            f"cannot reach {where}: {_describe(exc, query)}",
+            retryable=True,
+        ) from None
+    except httpx.HTTPError as exc:  # decoding errors, too many redirects
+        raise _bad(f"unreadable answer from {where}: {_describe(exc, query)}") from None
+    error = classify_status(status, body, where, scrub=query.scrub)
+    if error is not None:
+        raise error
+    try:
+        return parse_vector(body, scrub=query.scrub)
+    except ObservedSourceError as exc:
+        raise _bad(f"{where}: {exc.message}") from None
+
+
+async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise _bad(f"answer larger than {max_bytes} bytes")
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _bad(f"answer larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _bad(message: str) -> ObservedSourceError:
+    return ObservedSourceError(Reason.BAD_RESPONSE, message)
+
+
+def _describe(exc: BaseException, query: PrometheusQuery) -> str:
+    text = query.scrub(str(exc))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _error_type(body: bytes) -> str | None:
+    document = _json_object(body)
+    value = document.get("errorType") if document else None
+    return value if isinstance(value, str) else None
+
+
+def _prometheus_error(document: Mapping[str, Any]) -> str | None:
+    error, kind = document.get("error"), document.get("errorType")
+    if not isinstance(error, str):
+        return None
+    return f"{kind}: {error}" if isinstance(kind, str) else error
+
+
+def _prometheus_error_of(body: bytes) -> str:
+    """Prometheus's own error text, or the start of a plain-text body."""
+    document = _json_object(body)
+    if document is not None:
+        return _prometheus_error(document) or ""
+    return body[:200].decode("utf-8", errors="replace")
+
+
+def _display_url(url: str) -> str:
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return "<invalid URL>"
+    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.scheme}://{host}{port}{parsed.path.rstrip('/')}"
+
+
+def _check_url(url: str) -> None:
+    problem = "expected http(s)://host[:port][/path]"
+    if any(ch.isspace() for ch in url) or _CONTROL.search(url):
+        raise ValueError(f"prometheus.url: {problem}")
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        raise ValueError(f"prometheus.url: {problem}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"prometheus.url: {problem}")
+
+
+def _ssl_context(ca_pem: str) -> ssl.SSLContext:
+    if "-----BEGIN CERTIFICATE-----" not in ca_pem:
+        raise ValueError("ca: not a PEM certificate (no BEGIN CERTIFICATE line)")
+    try:
+        return ssl.create_default_context(cadata=ca_pem)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ValueError(
+            f"ca: not a usable PEM CA certificate ({exc.__class__.__name__})"
+        ) from None
