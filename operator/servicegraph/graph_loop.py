@@ -23,10 +23,11 @@ from servicegraph.api import (
     ServiceDependency,
     ServiceGraphSpec,
 )
-from servicegraph.graph import Graph, Observation, ServiceDeclaration
+from servicegraph.graph import Graph, ServiceDeclaration
 from servicegraph.kube import Kube, KubeError
+from servicegraph.polling import ObservedPoller
 from servicegraph.settings import OperatorSettings
-from servicegraph.signals import ChangeSignal
+from servicegraph.signals import ChangeSignal, SignalHub
 from servicegraph.status import (
     SnapshotInfo,
     dependency_status,
@@ -118,7 +119,7 @@ class GraphLoop:
         body: Any,  # Kopf's live view of the ServiceGraph: spec and status stay current
         kube: Kube,
         settings: OperatorSettings,
-        signal: ChangeSignal,
+        signals: SignalHub,
         dependencies: Callable[[], Iterable[IndexedDependency]],
         graphs: Callable[[], Iterable[IndexedGraph]],
         post_event: PostEvent,
@@ -127,7 +128,8 @@ class GraphLoop:
         self.body = body
         self.kube = kube
         self.settings = settings
-        self.signal = signal
+        self.signals = signals
+        self.signal = ChangeSignal()  # this loop's own, registered while it runs
         self.dependencies = dependencies
         self.graphs = graphs
         self.post_event = post_event
@@ -135,7 +137,14 @@ class GraphLoop:
         self.namespace: str = body["metadata"]["namespace"]
         self.name: str = body["metadata"]["name"]
         self.ref = f"{self.namespace}/{self.name}"
-        self.observations: list[Observation] = []
+        self.poller = ObservedPoller(
+            namespace=self.namespace,
+            spec=self.spec,
+            kube=kube,
+            on_poll=lambda: self.signal.notify(),
+            logger=logger,
+        )
+        self._spec: tuple[Any, ServiceGraphSpec | None] | None = None
         self.revision: str | None = None
         self.snapshot_info: SnapshotInfo | None = None
         self.cycles_seen: set[frozenset[str]] | None = None
@@ -144,29 +153,49 @@ class GraphLoop:
         self.writes = asyncio.Semaphore(settings.write_concurrency)
 
     async def run(self) -> None:
+        self.signals.add(self.signal)
         await self.restore()
-        seen = -1
-        while True:
-            try:
-                await self.reconcile()
-            except (KubeError, OSError) as error:
-                self.logger.warning(f"reconciliation of {self.ref} failed, will retry: {error}")
-            seen = await self._wait_for_change(seen)
+        poller = asyncio.create_task(self.poller.run(), name=f"poll {self.ref}")
+        try:
+            seen, failures = -1, 0
+            while True:
+                try:
+                    await self.reconcile()
+                    failures = 0
+                except (KubeError, OSError) as error:
+                    failures += 1
+                    self.logger.warning(f"reconciliation of {self.ref} failed, will retry: {error}")
+                # After a failure, retry soon even if nothing changes (1, 2, 4 ... 60 s).
+                timeout = min(2.0 ** (failures - 1), 60.0) if failures else self.settings.resync
+                seen = await self._wait_for_change(seen, timeout)
+        finally:
+            poller.cancel()
+            self.signals.discard(self.signal)
 
-    async def _wait_for_change(self, seen: int) -> int:
+    async def _wait_for_change(self, seen: int, timeout: float) -> int:
         if not self.settings.coalesce:
             # Recompute once per event: the behaviour coalescing exists to avoid.
             if self.signal.count > seen >= 0:
                 return seen + 1
-            return await self.signal.settled(
-                self.signal.count, timeout=self.settings.resync, quiet=0, cap=0
-            )
+            return await self.signal.settled(self.signal.count, timeout=timeout, quiet=0, cap=0)
         return await self.signal.settled(
             self.signal.count if seen < 0 else seen,
-            timeout=self.settings.resync,
+            timeout=timeout,
             quiet=self.settings.debounce,
             cap=self.settings.debounce_max,
         )
+
+    def spec(self) -> ServiceGraphSpec | None:
+        """The current spec, parsed once per change; None while it is invalid."""
+        raw = self.body.get("spec") or {}
+        if self._spec is None or self._spec[0] != raw:
+            parsed = IndexedGraph.from_object(self.namespace, self.name, raw)
+            if self._spec is not None:
+                self.poller.wake.set()  # poll at once with the new settings
+            self._spec = (dict(raw), parsed.spec)
+            if parsed.spec is None:
+                self.logger.error(f"ServiceGraph {self.ref} has an invalid spec: {parsed.error}")
+        return self._spec[1]
 
     @property
     def snapshot_name(self) -> str:
@@ -188,7 +217,9 @@ class GraphLoop:
         except (KubeError, snapshot.SnapshotError) as error:
             self.logger.warning(f"cannot reload the last snapshot of {self.ref}: {error}")
             return
-        self.observations = snapshot.observations_from_document(doc)
+        self.poller.restore(
+            snapshot.observations_from_document(doc), dict(status.get("observed") or {})
+        )
         self.revision = snapshot.revision_of(snapshot.canonical_json(doc))
         self.cycles_seen = {frozenset(c) for c in doc["cycles"]}
         info = status.get("snapshot") or {}
@@ -202,21 +233,20 @@ class GraphLoop:
             )
         self.logger.info(
             f"reloaded snapshot {self.snapshot_name} (revision {self.revision}, "
-            f"{len(self.observations)} observed edges)"
+            f"{len(self.poller.observations)} observed edges)"
         )
 
     async def reconcile(self) -> None:
         now = datetime.now(UTC)
         generation = self.body["metadata"].get("generation")
-        mine = IndexedGraph.from_object(self.namespace, self.name, self.body.get("spec") or {})
-        if mine.spec is None:
-            self.logger.error(f"ServiceGraph {self.ref} has an invalid spec: {mine.error}")
+        spec = self.spec()
+        if spec is None:
             return
-        spec = mine.spec
+        mine = IndexedGraph(self.namespace, self.name, spec)
         selected = [dep for dep in self.dependencies() if mine.selects(dep)]
         declarations = [dep.declaration for dep in selected if dep.declaration is not None]
         with METRICS.recompute_seconds.labels(self.namespace, self.name).time():
-            graph = spec.analyse(declarations, self.observations, now=now)
+            graph = spec.analyse(declarations, self.poller.observations, now=now)
             doc = snapshot.to_document(graph, graph_ref=(self.namespace, self.name))
         METRICS.recomputations.labels(self.namespace, self.name).inc()
 
@@ -238,6 +268,7 @@ class GraphLoop:
             previous=previous,
             snapshot=self.snapshot_info,
             snapshot_error=snapshot_error,
+            observed=self.poller.state if spec.observed is not None else None,
             now=now,
         )
         if status != _comparable(previous, status):

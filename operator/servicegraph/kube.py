@@ -7,6 +7,7 @@ keeps serving watches. Objects come back as plain dicts in the API's own camelCa
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 from collections.abc import Callable
@@ -143,6 +144,17 @@ class Kube:
                 name, namespace, _preload_content=False, _request_timeout=TIMEOUT
             ),
         )
+
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> str | None:
+        """One key of a Secret, decoded; None when the Secret or the key is missing."""
+        secret = await self._call(
+            f"read secret {namespace}/{name}",
+            lambda: self._core.read_namespaced_secret(
+                name, namespace, _preload_content=False, _request_timeout=TIMEOUT
+            ),
+        )
+        value = ((secret or {}).get("data") or {}).get(key)
+        return None if value is None else base64.b64decode(value).decode()
 
 
 def _reason(error: ApiException) -> str:

@@ -20,7 +20,7 @@ from servicegraph.api import GROUP, SERVICE_DEPENDENCY, SERVICE_GRAPH, VERSION
 from servicegraph.graph_loop import GraphLoop, IndexedDependency, IndexedGraph
 from servicegraph.kube import Kube, load_client
 from servicegraph.settings import OperatorSettings
-from servicegraph.signals import ChangeSignal
+from servicegraph.signals import SignalHub
 from servicegraph.telemetry import serve_metrics
 
 WATCH_INACTIVITY_TIMEOUT = 300.0  # seconds of silence before a watch stream is reopened
@@ -38,7 +38,7 @@ async def configure(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> 
     # Kopf would post an event for every handler run; ours are the ones that mean something.
     settings.posting.level = logging.WARNING
     memo["kube"] = Kube(load_client())
-    memo["signal"] = ChangeSignal()
+    memo["signals"] = SignalHub()
     memo["last_seen"] = {}
     serve_metrics(ours.metrics_port)
 
@@ -92,7 +92,7 @@ async def _wake_on_change(memo: Any, resource: kopf.Resource, entry: Any) -> Non
     key = (resource.plural, entry.namespace, entry.name)
     if memo["last_seen"].get(key) != entry:
         memo["last_seen"][key] = entry
-        await memo["signal"].notify()
+        await memo["signals"].notify_all()
 
 
 @kopf.on.event(GROUP, VERSION, SERVICE_DEPENDENCY.plural, when=lambda type, **_: type == "DELETED")
@@ -101,7 +101,7 @@ async def wake_on_deletion(
     *, body: kopf.Body, resource: kopf.Resource, memo: Any, **_: Any
 ) -> None:
     memo["last_seen"].pop((resource.plural, body.metadata.namespace, body.metadata.name), None)
-    await memo["signal"].notify()
+    await memo["signals"].notify_all()
 
 
 @kopf.daemon(GROUP, VERSION, SERVICE_GRAPH.plural, cancellation_timeout=5.0)
@@ -117,7 +117,7 @@ async def graph_daemon(*, body: kopf.Body, memo: Any, logger: kopf.Logger, **kwa
         body=body,
         kube=memo["kube"],
         settings=memo["settings"],
-        signal=memo["signal"],
+        signals=memo["signals"],
         dependencies=lambda: _values(dependencies),
         graphs=lambda: _values(graphs),
         post_event=post_event,
@@ -134,6 +134,8 @@ def _values(index: kopf.Index[Any, Any]) -> Iterable[Any]:
 def run(settings: OperatorSettings) -> None:
     """Run the operator until SIGINT/SIGTERM."""
     kopf.configure(verbose=False)
+    # httpx logs every request at INFO: one line per Prometheus query is noise, not news.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     asyncio.run(
         kopf.operator(
             clusterwide=settings.clusterwide,

@@ -51,3 +51,21 @@ class ChangeSignal:
             if not await self._changed_since(current, min(quiet, remaining)):
                 break
         return self._count
+
+
+class SignalHub:
+    """One ChangeSignal per graph loop: a changed ServiceDependency wakes them all, a finished
+    Prometheus poll wakes only its own graph."""
+
+    def __init__(self) -> None:
+        self._signals: set[ChangeSignal] = set()
+
+    def add(self, signal: ChangeSignal) -> None:
+        self._signals.add(signal)
+
+    def discard(self, signal: ChangeSignal) -> None:
+        self._signals.discard(signal)
+
+    async def notify_all(self) -> None:
+        for signal in list(self._signals):
+            await signal.notify()

@@ -24,7 +24,7 @@ def timestamp(moment: datetime) -> str:
 
 def condition(
     type_: str,
-    ok: bool,
+    ok: bool | None,
     reason: str,
     message: str,
     *,
@@ -32,8 +32,10 @@ def condition(
     previous: Iterable[Mapping[str, Any]],
     now: datetime,
 ) -> Body:
-    """A metav1.Condition that keeps its lastTransitionTime while its status holds."""
-    status = "True" if ok else "False"
+    """A metav1.Condition that keeps its lastTransitionTime while its status holds.
+
+    `ok` None is status Unknown: not known yet."""
+    status = "Unknown" if ok is None else "True" if ok else "False"
     before = next((c for c in previous if c.get("type") == type_), None)
     since = before.get("lastTransitionTime") if before and before.get("status") == status else None
     result: Body = {
@@ -53,6 +55,19 @@ def _arrow(cycle: list[str]) -> str:
 
 
 @dataclass(frozen=True)
+class ObservedState:
+    """What the polls of the observed source have shown so far."""
+
+    healthy: bool | None  # None: no poll has finished yet
+    reason: str
+    message: str
+    last_poll_time: str | None = None
+    last_success_time: str | None = None
+    last_error: str | None = None
+    series: int | None = None
+
+
+@dataclass(frozen=True)
 class SnapshotInfo:
     config_map: str
     revision: str
@@ -68,6 +83,7 @@ def graph_status(
     previous: Mapping[str, Any],
     snapshot: SnapshotInfo | None,
     snapshot_error: str | None,
+    observed: ObservedState | None,
     now: datetime,
 ) -> Body:
     """A ServiceGraph's status: counts, samples and conditions; never per-service lists."""
@@ -120,10 +136,24 @@ def graph_status(
             previous=conditions,
             now=now,
         )
-    kept = [c for c in conditions if c.get("type") not in ("Ready", "Acyclic")]
+    ours = [ready, acyclic]
+    if observed is not None:
+        ours.append(
+            condition(
+                "ObservedSourceHealthy",
+                observed.healthy,
+                observed.reason,
+                observed.message,
+                generation=generation,
+                previous=conditions,
+                now=now,
+            )
+        )
+    mine = ("Ready", "Acyclic", "ObservedSourceHealthy")
+    kept = [c for c in conditions if c.get("type") not in mine]
     status: Body = {
         "observedGeneration": generation,
-        "conditions": [ready, acyclic, *kept],
+        "conditions": [*ours, *kept],
         **summary_document(summary),
         "drift": summary.drift,
         "cycleSamples": [list(c) for c in graph.cycles[:MAX_SAMPLES]],
@@ -142,8 +172,17 @@ def graph_status(
         }
     elif "snapshot" in previous:
         status["snapshot"] = previous["snapshot"]
-    if "observed" in previous:
-        status["observed"] = previous["observed"]
+    # None removes it (merge patch) when the graph stops observing.
+    status["observed"] = (
+        None
+        if observed is None
+        else {
+            "lastPollTime": observed.last_poll_time,
+            "lastSuccessTime": observed.last_success_time,
+            "lastError": observed.last_error,
+            "series": observed.series,
+        }
+    )
     return status
 
 
