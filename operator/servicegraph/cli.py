@@ -126,6 +126,14 @@ def _run_parser(run: argparse.ArgumentParser) -> None:
         help="run without peering: no leader election between replicas (SERVICEGRAPH_STANDALONE)",
     )
     run.add_argument(
+        "--peering",
+        metavar="NAME",
+        default=env.peering,
+        help="the ClusterKopfPeering (or KopfPeering with --namespace) replicas elect the active "
+        "operator through; naming one makes peering mandatory (SERVICEGRAPH_PEERING, default: "
+        "Kopf's 'default' when it exists, else standalone)",
+    )
+    run.add_argument(
         "--priority",
         type=int,
         default=env.priority,
@@ -160,6 +168,7 @@ def _run(args: argparse.Namespace) -> int:
             env,
             namespaces=namespaces,
             standalone=args.standalone,
+            peering=args.peering,
             priority=args.priority,
             liveness=args.liveness,
             metrics_port=args.metrics_port,

@@ -141,6 +141,7 @@ def run(settings: OperatorSettings) -> None:
             clusterwide=settings.clusterwide,
             namespaces=settings.namespaces,
             standalone=settings.standalone,
+            peering_name=None if settings.standalone else settings.peering,
             priority=settings.priority,
             liveness_endpoint=settings.liveness,
             memo=kopf.Memo(settings=settings),

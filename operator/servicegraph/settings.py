@@ -14,6 +14,8 @@ ENV_PREFIX = "SERVICEGRAPH_"
 class OperatorSettings:
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     standalone: bool = False
+    # Peering object; naming one makes peering mandatory. None: Kopf's "default" if it exists.
+    peering: str | None = None
     # Peering: replicas with equal priorities freeze each other, so each start draws its own.
     priority: int = 0
     liveness: str | None = None
@@ -57,6 +59,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> OperatorSettin
     return OperatorSettings(
         namespaces=tuple(n.strip() for n in namespaces),
         standalone=env_flag(env, "STANDALONE", defaults.standalone),
+        peering=env_value(env, "PEERING"),
         priority=int(env_value(env, "PRIORITY") or default_priority()),
         liveness=env_value(env, "LIVENESS"),
         metrics_port=int(env_value(env, "METRICS_PORT") or defaults.metrics_port),

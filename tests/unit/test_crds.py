@@ -65,10 +65,23 @@ def test_crd_names_and_printer_columns() -> None:
         c["name"] for c in graph["versions"][0]["additionalPrinterColumns"] if "priority" not in c
     ]
     assert columns == ["Services", "Edges", "Cycles", "Stale", "Drift", "Ready", "Age"]
-    for crd in crds.values():
+    for kind in ("ServiceGraph", "ServiceDependency"):
+        crd = crds[kind]
         version = crd["spec"]["versions"][0]
         assert version["subresources"] == {"status": {}}
         assert crd["spec"]["scope"] == "Namespaced"
+
+
+def test_kopf_peering_crds_are_shipped_for_several_replicas() -> None:
+    crds = [yaml.safe_load(t) for t in render_crds().values()]
+    peering = {
+        c["spec"]["names"]["kind"]: c["spec"]["scope"]
+        for c in crds
+        if c["spec"]["group"] == "kopf.dev"
+    }
+    assert peering == {"ClusterKopfPeering": "Cluster", "KopfPeering": "Namespaced"}
+    for crd in crds:
+        kubernetes_validate.validate(crd, "1.32.0", strict=True)
 
 
 def test_depends_on_is_a_list_map_keyed_by_service() -> None:
