@@ -155,6 +155,19 @@ def _run_parser(run: argparse.ArgumentParser) -> None:
         help="serve Prometheus metrics on port N, 0 turns them off (SERVICEGRAPH_METRICS_PORT, "
         "default 8000)",
     )
+    run.add_argument(
+        "--log-format",
+        choices=("json", "plain"),
+        default=env.log_format,
+        help="json: one JSON object per line, with the object it is about (default); "
+        "plain: lines for people (SERVICEGRAPH_LOG_FORMAT)",
+    )
+    run.add_argument(
+        "--debug",
+        action=argparse.BooleanOptionalAction,
+        default=env.debug,
+        help="debug logging, Kopf's included (SERVICEGRAPH_DEBUG)",
+    )
     run.set_defaults(command=_run, environment=env)
 
 
@@ -172,6 +185,8 @@ def _run(args: argparse.Namespace) -> int:
             priority=args.priority,
             liveness=args.liveness,
             metrics_port=args.metrics_port,
+            log_format=args.log_format,
+            debug=args.debug,
         )
     )
     return 0

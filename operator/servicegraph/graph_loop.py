@@ -35,7 +35,7 @@ from servicegraph.status import (
     invalid_dependency_status,
     timestamp,
 )
-from servicegraph.telemetry import METRICS
+from servicegraph.telemetry import METRICS, TRACER
 
 Body = dict[str, Any]
 ObjectKey = tuple[str, str]  # (namespace, name)
@@ -139,6 +139,7 @@ class GraphLoop:
         self.ref = f"{self.namespace}/{self.name}"
         self.poller = ObservedPoller(
             namespace=self.namespace,
+            name=self.name,
             spec=self.spec,
             kube=kube,
             on_poll=lambda: self.signal.notify(),
@@ -171,6 +172,7 @@ class GraphLoop:
         finally:
             poller.cancel()
             self.signals.discard(self.signal)
+            METRICS.forget_graph(self.namespace, self.name)
 
     async def _wait_for_change(self, seen: int, timeout: float) -> int:
         if not self.settings.coalesce:
@@ -178,12 +180,13 @@ class GraphLoop:
             if self.signal.count > seen >= 0:
                 return seen + 1
             return await self.signal.settled(self.signal.count, timeout=timeout, quiet=0, cap=0)
-        return await self.signal.settled(
-            self.signal.count if seen < 0 else seen,
-            timeout=timeout,
-            quiet=self.settings.debounce,
-            cap=self.settings.debounce_max,
+        since = self.signal.count if seen < 0 else seen
+        now_seen = await self.signal.settled(
+            since, timeout=timeout, quiet=self.settings.debounce, cap=self.settings.debounce_max
         )
+        if now_seen - since > 1:
+            METRICS.coalesced_changes.labels(self.namespace, self.name).inc(now_seen - since - 1)
+        return now_seen
 
     def spec(self) -> ServiceGraphSpec | None:
         """The current spec, parsed once per change; None while it is invalid."""
@@ -237,6 +240,10 @@ class GraphLoop:
         )
 
     async def reconcile(self) -> None:
+        with METRICS.reconcile_seconds.labels(self.namespace, self.name).time():
+            await self._reconcile()
+
+    async def _reconcile(self) -> None:
         now = datetime.now(UTC)
         generation = self.body["metadata"].get("generation")
         spec = self.spec()
@@ -245,10 +252,28 @@ class GraphLoop:
         mine = IndexedGraph(self.namespace, self.name, spec)
         selected = [dep for dep in self.dependencies() if mine.selects(dep)]
         declarations = [dep.declaration for dep in selected if dep.declaration is not None]
-        with METRICS.recompute_seconds.labels(self.namespace, self.name).time():
+        span_attributes = {"servicegraph.namespace": self.namespace, "servicegraph.name": self.name}
+        with (
+            TRACER.start_as_current_span(
+                "servicegraph.recompute", attributes=span_attributes
+            ) as span,
+            METRICS.recompute_seconds.labels(self.namespace, self.name).time(),
+        ):
             graph = spec.analyse(declarations, self.poller.observations, now=now)
             doc = snapshot.to_document(graph, graph_ref=(self.namespace, self.name))
+            summary = graph.summary()
+            span.set_attributes(
+                {
+                    "servicegraph.declarations": len(declarations),
+                    "servicegraph.services": summary.services,
+                    "servicegraph.edges": summary.edges,
+                    "servicegraph.cycles": summary.cycles,
+                    "servicegraph.stale_edges": summary.stale_edges,
+                    "servicegraph.drift": summary.drift,
+                }
+            )
         METRICS.recomputations.labels(self.namespace, self.name).inc()
+        METRICS.record_graph(self.namespace, self.name, summary)
 
         snapshot_error = None
         try:
@@ -275,6 +300,11 @@ class GraphLoop:
             await self.kube.patch_status(SERVICE_GRAPH.plural, self.namespace, self.name, status)
             METRICS.writes.labels("servicegraph-status").inc()
             self.last_status = status
+            self.logger.info(
+                f"status updated: {summary.services} services, {summary.edges} edges, "
+                f"{summary.cycles} unacknowledged cycles, {summary.stale_edges} stale, "
+                f"{summary.drift} drift"
+            )
         self.post_cycle_events(graph)
         await self.write_dependency_statuses(selected, graph, now)
 
@@ -284,6 +314,7 @@ class GraphLoop:
         name = self.snapshot_name
         write = snapshot.encode(doc, name)
         if write.revision == self.revision and self.snapshot_info is not None:
+            METRICS.snapshot_written.labels(self.namespace, self.name).set_to_current_time()
             return
         for payload in write.in_write_order:
             body = payload.manifest()
@@ -300,6 +331,10 @@ class GraphLoop:
             (cm["metadata"]["name"] for cm in existing), write, name
         ):
             await self.kube.delete_config_map(self.namespace, stale)
+        self.logger.info(
+            f"snapshot {name} written: revision {write.revision}, {write.bytes} bytes, "
+            f"{len(write.shards)} shards"
+        )
         self.revision = write.revision
         self.snapshot_info = SnapshotInfo(
             config_map=name,
@@ -309,6 +344,8 @@ class GraphLoop:
             updated_at=timestamp(now),
         )
         METRICS.snapshot_bytes.labels(self.namespace, self.name).set(write.bytes)
+        METRICS.snapshot_shards.labels(self.namespace, self.name).set(len(write.shards))
+        METRICS.snapshot_written.labels(self.namespace, self.name).set_to_current_time()
 
     def _owner_reference(self) -> Body:
         # Not kopf.adopt: it copies the owner's labels, and Argo CD's tracking label on the
@@ -330,6 +367,7 @@ class GraphLoop:
             if members not in before:
                 path = " -> ".join([*cycle, cycle[0]])
                 self.post_event("Warning", "CycleDetected", f"dependency cycle: {path}")
+                self.logger.warning(f"new dependency cycle: {path}")
         acknowledged = {frozenset(c) for c in graph.acknowledged_cycles}
         for members in before - current.keys():
             if members in acknowledged:  # silenced, not gone: "resolved" would be untrue
@@ -373,7 +411,9 @@ class GraphLoop:
                 )
             if desired != _comparable(previous, desired):
                 jobs.append(self._write_dependency_status(key, desired))
-        await asyncio.gather(*jobs)
+        if jobs:
+            await asyncio.gather(*jobs)
+            self.logger.info(f"statuses of {len(jobs)} ServiceDependency objects updated")
 
     async def _write_dependency_status(self, key: ObjectKey, status: Body) -> None:
         async with self.writes:

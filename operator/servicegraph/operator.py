@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -21,7 +22,7 @@ from servicegraph.graph_loop import GraphLoop, IndexedDependency, IndexedGraph
 from servicegraph.kube import Kube, load_client
 from servicegraph.settings import OperatorSettings
 from servicegraph.signals import SignalHub
-from servicegraph.telemetry import serve_metrics
+from servicegraph.telemetry import configure_tracing, count_watch_restarts, serve_metrics
 
 WATCH_INACTIVITY_TIMEOUT = 300.0  # seconds of silence before a watch stream is reopened
 
@@ -105,7 +106,9 @@ async def wake_on_deletion(
 
 
 @kopf.daemon(GROUP, VERSION, SERVICE_GRAPH.plural, cancellation_timeout=5.0)
-async def graph_daemon(*, body: kopf.Body, memo: Any, logger: kopf.Logger, **kwargs: Any) -> None:
+async def graph_daemon(
+    *, body: kopf.Body, memo: Any, logger: kopf.Logger, stopped: kopf.DaemonStopped, **kwargs: Any
+) -> None:
     # Kopf passes each index under its indexing function's name.
     dependencies: kopf.Index[tuple[str, str], IndexedDependency] = kwargs["dependency_index"]
     graphs: kopf.Index[tuple[str, str], IndexedGraph] = kwargs["graph_index"]
@@ -123,7 +126,17 @@ async def graph_daemon(*, body: kopf.Body, memo: Any, logger: kopf.Logger, **kwa
         post_event=post_event,
         logger=logger,
     )
-    await loop.run()
+    # Run until Kopf asks the daemon to stop (graph deleted, operator exiting), then stop the
+    # loop ourselves: an exit Kopf has to force looks like a failure in the logs.
+    running = asyncio.ensure_future(loop.run())
+    stopping = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running  # a crash of the loop propagates: Kopf restarts the daemon
 
 
 def _values(index: kopf.Index[Any, Any]) -> Iterable[Any]:
@@ -133,9 +146,13 @@ def _values(index: kopf.Index[Any, Any]) -> Iterable[Any]:
 
 def run(settings: OperatorSettings) -> None:
     """Run the operator until SIGINT/SIGTERM."""
-    kopf.configure(verbose=False)
+    log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
+    kopf.configure(verbose=settings.debug, log_format=log_format)
     # httpx logs every request at INFO: one line per Prometheus query is noise, not news.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    count_watch_restarts(keep_debug=settings.debug)
+    if configure_tracing():
+        logging.getLogger(__name__).info("exporting traces over OTLP")
     asyncio.run(
         kopf.operator(
             clusterwide=settings.clusterwide,

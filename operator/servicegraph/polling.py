@@ -18,6 +18,7 @@ from servicegraph.graph import Observation, merge_observations
 from servicegraph.kube import Kube, KubeError
 from servicegraph.observed import ObservedSourceError, PrometheusQuery, poll
 from servicegraph.status import ObservedState, timestamp
+from servicegraph.telemetry import METRICS, TRACER
 
 INVALID_CONFIGURATION = "InvalidConfiguration"
 IDLE_RECHECK = 30.0  # seconds between looks at a spec without an observed source
@@ -28,12 +29,14 @@ class ObservedPoller:
         self,
         *,
         namespace: str,
+        name: str,
         spec: Callable[[], ServiceGraphSpec | None],
         kube: Kube,
         on_poll: Callable[[], Awaitable[None]],
         logger: logging.Logger | logging.LoggerAdapter[Any],
     ) -> None:
         self.namespace = namespace
+        self.name = name
         self.spec = spec
         self.kube = kube
         self.on_poll = on_poll
@@ -72,6 +75,21 @@ class ObservedPoller:
                 await asyncio.wait_for(self.wake.wait(), delay)
 
     async def poll_once(self, source: ObservedSource) -> None:
+        attributes = {"servicegraph.namespace": self.namespace, "servicegraph.name": self.name}
+        with (
+            TRACER.start_as_current_span("servicegraph.poll", attributes=attributes) as span,
+            METRICS.poll_seconds.labels(self.namespace, self.name).time(),
+        ):
+            await self._poll_once(source)
+            span.set_attribute("servicegraph.healthy", bool(self.state.healthy))
+            span.set_attribute("servicegraph.series", self.state.series or 0)
+            if not self.state.healthy:
+                span.set_attribute("servicegraph.error_reason", self.state.reason)
+        METRICS.observed_healthy.labels(self.namespace, self.name).set(
+            1 if self.state.healthy else 0
+        )
+
+    async def _poll_once(self, source: ObservedSource) -> None:
         now = datetime.now(UTC)
         previous = self.state
         try:
@@ -87,6 +105,7 @@ class ObservedPoller:
             )
             message = error.message if isinstance(error, ObservedSourceError) else str(error)
             self.logger.warning(f"observed source: {reason}: {message}")
+            METRICS.poll_errors.labels(self.namespace, self.name, str(reason)).inc()
             self.state = ObservedState(
                 healthy=False,
                 reason=str(reason),

@@ -20,6 +20,8 @@ class OperatorSettings:
     priority: int = 0
     liveness: str | None = None
     metrics_port: int = 8000
+    log_format: str = "json"  # json: one JSON object per line; plain: for people
+    debug: bool = False
     # A burst of changes is folded into one recomputation: wait until `debounce` seconds pass
     # without a change, but never longer than `debounce_max` after the first one.
     debounce: float = 0.5
@@ -63,6 +65,8 @@ def from_environment(environ: Mapping[str, str] | None = None) -> OperatorSettin
         priority=int(env_value(env, "PRIORITY") or default_priority()),
         liveness=env_value(env, "LIVENESS"),
         metrics_port=int(env_value(env, "METRICS_PORT") or defaults.metrics_port),
+        log_format=env_value(env, "LOG_FORMAT") or defaults.log_format,
+        debug=env_flag(env, "DEBUG", defaults.debug),
         debounce=float(env_value(env, "DEBOUNCE") or defaults.debounce),
         debounce_max=float(env_value(env, "DEBOUNCE_MAX") or defaults.debounce_max),
         coalesce=env_flag(env, "COALESCE", defaults.coalesce),
