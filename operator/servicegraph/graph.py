@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property, wraps
+from graphlib import TopologicalSorter
 from typing import ParamSpec, TypeVar
 
 import networkx as nx
@@ -474,21 +475,19 @@ def _set_blast_radius(
     complete by then: one pass over the edges instead of one traversal per service.
     """
     component_of = {name: i for i, members in enumerate(components) for name in members}
-    bit = {name: 1 << i for i, name in enumerate(nodes)}
+    position = {name: i for i, name in enumerate(nodes)}
     member_bits = [0] * len(components)
     for i, members in enumerate(components):
         for name in members:
-            member_bits[i] |= bit[name]
+            member_bits[i] |= 1 << position[name]
     callers_of: list[set[int]] = [set() for _ in components]
-    dag = nx.DiGraph()
-    dag.add_nodes_from(range(len(components)))
     for source, target in graph.edges:
         a, b = component_of[source], component_of[target]
         if a != b:
             callers_of[b].add(a)
-            dag.add_edge(a, b)
     upstream = [0] * len(components)
-    for i in nx.topological_sort(dag):
+    # graphlib orders each component after its callers (its predecessors).
+    for i in TopologicalSorter(dict(enumerate(callers_of))).static_order():
         acc = 0
         for caller in callers_of[i]:
             acc |= upstream[caller] | member_bits[caller]

@@ -1,5 +1,7 @@
 """The few Kubernetes API calls the operator makes itself, on the `kubernetes` client.
 
+Through the client's generic request path (its authentication, TLS and kubeconfig handling)
+rather than its generated API classes: importing CoreV1Api alone costs the process 21 MiB.
 The client is synchronous: every call runs in a worker thread so the operator's event loop
 keeps serving watches. Objects come back as plain dicts in the API's own camelCase.
 """
@@ -10,9 +12,10 @@ import asyncio
 import base64
 import json
 import os
-from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -25,11 +28,15 @@ Body = dict[str, Any]
 
 
 class KubeError(Exception):
-    """An API call failed; `status` is the HTTP status (0 when no answer came)."""
+    """An API call failed; `status` is the HTTP status (0 when no answer came), `retry_after`
+    the seconds the API server asked to wait (429, 503), if it did."""
 
-    def __init__(self, action: str, status: int, reason: str) -> None:
+    def __init__(
+        self, action: str, status: int, reason: str, *, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{action}: {status} {reason}".strip())
         self.status = status
+        self.retry_after = retry_after
 
 
 def load_client() -> client.ApiClient:
@@ -43,63 +50,79 @@ def load_client() -> client.ApiClient:
     return api_client
 
 
+def _path(*parts: str) -> str:
+    return "/" + "/".join(quote(part, safe="") for part in parts)
+
+
 class Kube:
     def __init__(self, api_client: client.ApiClient) -> None:
-        self._core = client.CoreV1Api(api_client)
-        self._custom = client.CustomObjectsApi(api_client)
+        self._api = api_client
 
-    async def _call(self, action: str, call: Callable[[], Any]) -> Body | None:
-        """Run `call` in a thread; the decoded JSON answer, None for 404."""
+    def request(
+        self,
+        action: str,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Body | None:
+        """One call, synchronously; the decoded JSON answer, or None for 404."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        try:
+            method, url, headers, body, _ = self._api.param_serialize(
+                method=method,
+                resource_path=path,
+                query_params=list((query or {}).items()),
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            response = self._api.call_api(
+                method, url, header_params=headers, body=body, _request_timeout=TIMEOUT
+            )
+            data = response.read()  # type: ignore[no-untyped-call]  # untyped in the package
+        except ApiException as error:  # raised for transport failures, with status 0
+            raise KubeError(action, error.status or 0, str(error.reason or "")) from error
+        except (OSError, urllib3.exceptions.HTTPError) as error:
+            raise KubeError(action, 0, str(error)) from error
+        if response.status == 404:
+            return None
+        if response.status >= 400:
+            retry_after = _seconds(response.getheader("Retry-After"))  # type: ignore[no-untyped-call]
+            raise KubeError(action, response.status, _reason(data), retry_after=retry_after)
+        return json.loads(data) if data else {}
 
-        def run() -> Body | None:
-            try:
-                response = call()
-            except ApiException as error:
-                if error.status == 404:
-                    return None
-                raise KubeError(action, error.status or 0, _reason(error)) from error
-            except OSError as error:  # connection refused, reset, timed out
-                raise KubeError(action, 0, str(error)) from error
-            data = response.data
-            return json.loads(data) if data else {}
-
-        return await asyncio.to_thread(run)
+    async def _call(self, action: str, method: str, path: str, **kwargs: Any) -> Body | None:
+        return await asyncio.to_thread(self.request, action, method, path, **kwargs)
 
     async def patch_status(self, plural: str, namespace: str, name: str, status: Body) -> bool:
         """Merge-patch the status of one of our objects; False when it is gone."""
         found = await self._call(
             f"patch status of {plural} {namespace}/{name}",
-            lambda: self._custom.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                namespace,
-                plural,
-                name,
-                {"status": status},
-                _content_type=MERGE_PATCH,
-                _preload_content=False,
-                _request_timeout=TIMEOUT,
-            ),
+            "PATCH",
+            _path("apis", GROUP, VERSION, "namespaces", namespace, plural, name, "status"),
+            body={"status": status},
+            content_type=MERGE_PATCH,
         )
         return found is not None
 
     async def read_config_map(self, namespace: str, name: str) -> Body | None:
         return await self._call(
             f"read configmap {namespace}/{name}",
-            lambda: self._core.read_namespaced_config_map(
-                name, namespace, _preload_content=False, _request_timeout=TIMEOUT
-            ),
+            "GET",
+            _path("api", "v1", "namespaces", namespace, "configmaps", name),
         )
 
     async def list_config_maps(self, namespace: str, label_selector: str) -> list[Body]:
         found = await self._call(
             f"list configmaps in {namespace}",
-            lambda: self._core.list_namespaced_config_map(
-                namespace,
-                label_selector=label_selector,
-                _preload_content=False,
-                _request_timeout=TIMEOUT,
-            ),
+            "GET",
+            _path("api", "v1", "namespaces", namespace, "configmaps"),
+            query={"labelSelector": label_selector},
         )
         return list((found or {}).get("items") or [])
 
@@ -109,56 +132,46 @@ class Kube:
         `exists` says which to try first; the other is the fallback when it was wrong.
         """
         name = body["metadata"]["name"]
-        manifest = client.V1ConfigMap.from_dict(body)
-        assert manifest is not None  # from_dict returns None only for None
-
-        async def create() -> Body | None:
-            return await self._call(
-                f"create configmap {namespace}/{name}",
-                lambda: self._core.create_namespaced_config_map(
-                    namespace, manifest, _preload_content=False, _request_timeout=TIMEOUT
-                ),
-            )
-
-        async def replace() -> Body | None:
-            return await self._call(
-                f"replace configmap {namespace}/{name}",
-                lambda: self._core.replace_namespaced_config_map(
-                    name, namespace, manifest, _preload_content=False, _request_timeout=TIMEOUT
-                ),
-            )
-
-        if exists and await replace() is not None:
+        collection = _path("api", "v1", "namespaces", namespace, "configmaps")
+        replace = (f"replace configmap {namespace}/{name}", "PUT", f"{collection}/{quote(name)}")
+        if exists and await self._call(*replace, body=body) is not None:
             return
         try:
-            await create()
+            await self._call(f"create configmap {namespace}/{name}", "POST", collection, body=body)
         except KubeError as error:
             if error.status != 409:
                 raise
-            await replace()
+            await self._call(*replace, body=body)
 
     async def delete_config_map(self, namespace: str, name: str) -> None:
         await self._call(
             f"delete configmap {namespace}/{name}",
-            lambda: self._core.delete_namespaced_config_map(
-                name, namespace, _preload_content=False, _request_timeout=TIMEOUT
-            ),
+            "DELETE",
+            _path("api", "v1", "namespaces", namespace, "configmaps", name),
         )
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> str | None:
         """One key of a Secret, decoded; None when the Secret or the key is missing."""
         secret = await self._call(
             f"read secret {namespace}/{name}",
-            lambda: self._core.read_namespaced_secret(
-                name, namespace, _preload_content=False, _request_timeout=TIMEOUT
-            ),
+            "GET",
+            _path("api", "v1", "namespaces", namespace, "secrets", name),
         )
         value = ((secret or {}).get("data") or {}).get(key)
         return None if value is None else base64.b64decode(value).decode()
 
 
-def _reason(error: ApiException) -> str:
+def _seconds(header: str | None) -> float | None:
+    """Retry-After in seconds (the API server sends seconds, never an HTTP date)."""
     try:
-        return str(json.loads(error.body or "{}").get("message") or error.reason or "")
+        return float(header) if header else None
     except ValueError:
-        return str(error.reason or "")
+        return None
+
+
+def _reason(data: bytes) -> str:
+    """The message of a Kubernetes Status answer, else the start of the body."""
+    try:
+        return str(json.loads(data).get("message") or "")
+    except (ValueError, AttributeError):
+        return data[:200].decode(errors="replace")

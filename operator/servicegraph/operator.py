@@ -25,6 +25,7 @@ from servicegraph.signals import SignalHub
 from servicegraph.telemetry import configure_tracing, count_watch_restarts, serve_metrics
 
 WATCH_INACTIVITY_TIMEOUT = 300.0  # seconds of silence before a watch stream is reopened
+WORKER_IDLE_TIMEOUT = 0.5  # seconds
 
 
 @kopf.on.startup()
@@ -36,6 +37,9 @@ async def configure(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> 
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.watching.inactivity_timeout = WATCH_INACTIVITY_TIMEOUT
+    # Kopf runs a task per object with pending events and keeps it for a while after; a
+    # GitOps sync of thousands of objects would keep thousands alive at once.
+    settings.queueing.idle_timeout = WORKER_IDLE_TIMEOUT
     # Kopf would post an event for every handler run; ours are the ones that mean something.
     settings.posting.level = logging.WARNING
     memo["kube"] = Kube(load_client())

@@ -23,7 +23,7 @@ import hashlib
 import json
 import re
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,6 +80,34 @@ def to_document(graph: Graph, *, graph_ref: tuple[str, str] | None = None) -> Do
     Holds no wall-clock time other than the sources' lastSeen, so the same graph always
     gives the same document and the same revision.
     """
+    return {**_document_head(graph, graph_ref), "edges": list(_iter_edge_documents(graph))}
+
+
+@without_gc
+def graph_json(graph: Graph, *, graph_ref: tuple[str, str] | None = None) -> bytes:
+    """`canonical_json(to_document(graph))`, built one edge at a time.
+
+    The operator needs only these bytes; 50,000 edges as dicts take five times their JSON.
+    """
+    head = _document_head(graph, graph_ref)
+    out = bytearray(b"{")
+    for position, key in enumerate(sorted([*head, "edges"])):
+        out += b'%s"%s":' % (b"," if position else b"", key.encode())
+        if key != "edges":
+            out += orjson.dumps(head[key], option=orjson.OPT_SORT_KEYS)
+            continue
+        out += b"["
+        for index, edge in enumerate(_iter_edge_documents(graph)):
+            if index:
+                out += b","
+            out += orjson.dumps(edge, option=orjson.OPT_SORT_KEYS)
+        out += b"]"
+    out += b"}"
+    return bytes(out)
+
+
+def _document_head(graph: Graph, graph_ref: tuple[str, str] | None) -> Document:
+    """Everything of the document but its edges."""
     summary = graph.summary()
     return {
         "schemaVersion": SCHEMA_VERSION,
@@ -100,7 +128,6 @@ def to_document(graph: Graph, *, graph_ref: tuple[str, str] | None = None) -> Do
             for c in sorted(graph.conflicts, key=lambda c: c.service)
         ],
         "nodes": [_node_document(graph.nodes[name]) for name in sorted(graph.nodes)],
-        "edges": _edge_documents(graph),
     }
 
 
@@ -220,7 +247,7 @@ def _node_from_document(n: Mapping[str, Any]) -> Node:
     )
 
 
-def _edge_documents(graph: Graph) -> list[dict[str, Any]]:
+def _iter_edge_documents(graph: Graph) -> Iterator[dict[str, Any]]:
     """Every edge, in order. Tens of thousands of edges share a handful of attribute sets and
     poll times: each is rendered once and the rendered part shared (documents are read-only)."""
     attributes: dict[EdgeAttributes, dict[str, Any]] = {}
@@ -240,7 +267,6 @@ def _edge_documents(graph: Graph) -> list[dict[str, Any]]:
             found = times[value] = _timestamp(value)
         return found
 
-    edges = []
     for key in sorted(graph.edges):
         edge = graph.edges[key]
         winner, traffic = edge.winner, edge.traffic
@@ -270,8 +296,7 @@ def _edge_documents(graph: Graph) -> list[dict[str, Any]]:
         }
         if traffic is not None:
             doc["traffic"] = _traffic_document(traffic)
-        edges.append(doc)
-    return edges
+        yield doc
 
 
 def _edge_from_document(e: Mapping[str, Any]) -> Edge:
@@ -450,7 +475,20 @@ def encode(
     The defaults keep every ConfigMap under the API's 1 MiB: base64 makes 700,000 bytes
     into 933,336 characters, which leaves room for the metadata.
     """
-    canonical = canonical_json(doc)
+    return encode_json(
+        canonical_json(doc), name, gzip_threshold=gzip_threshold, max_part_bytes=max_part_bytes
+    )
+
+
+@without_gc
+def encode_json(
+    canonical: bytes,
+    name: str,
+    *,
+    gzip_threshold: int = 256 * 1024,
+    max_part_bytes: int = 700_000,
+) -> SnapshotWrite:
+    """`encode` for a document already in canonical JSON (see `graph_json`)."""
     revision = revision_of(canonical)
 
     def payload(

@@ -614,3 +614,11 @@ def test_list_with_two_snapshots_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(SnapshotError, match="found 2"):
         snapshot.load_snapshot_file(path)
+
+
+def test_graph_json_is_the_canonical_json_of_the_document() -> None:
+    """The operator builds the JSON an edge at a time; it must be the very same bytes."""
+    graph = snapshot.graph_from_document(sample_document())
+    for ref in (None, ("shop", "checkout-graph")):
+        expected = snapshot.canonical_json(snapshot.to_document(graph, graph_ref=ref))
+        assert snapshot.graph_json(graph, graph_ref=ref) == expected
