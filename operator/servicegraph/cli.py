@@ -230,10 +230,16 @@ def _graph_choice(parser: argparse.ArgumentParser) -> None:
 
 
 def _graph_source(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--from", dest="paths", nargs="+", metavar="PATH", help="manifests")
     source.add_argument("--snapshot", metavar="FILE", help="a snapshot document or ConfigMap(s)")
-    _graph_choice(parser)
+    parser.add_argument(
+        "--graph",
+        metavar="[NAMESPACE/]NAME",
+        help="alone: the live snapshot of this ServiceGraph, read through the current "
+        "kubeconfig (namespace: the context's); with --from: which ServiceGraph's settings "
+        "apply when the manifests hold several",
+    )
 
 
 def _load_valid(paths: Sequence[str]) -> ManifestSet:
@@ -285,10 +291,106 @@ def _selects(graph: ServiceGraph | None, dep: ServiceDependency) -> bool:
 
 def _document(args: argparse.Namespace) -> dict[str, Any]:
     if args.snapshot:
+        if args.graph is not None:
+            raise CliError(
+                "--graph reads a live ServiceGraph or picks one in --from; a --snapshot "
+                "file holds one graph already"
+            )
         return snapshot.load_snapshot_file(Path(args.snapshot))
+    if not args.paths:
+        if args.graph is None:
+            raise CliError(
+                "say where the graph is: --graph [NAMESPACE/]NAME (live), --from PATH "
+                "or --snapshot FILE"
+            )
+        return _live_document(args.graph)
     graph, chosen = _analyse(_load_valid(args.paths), args.graph)
     ref = (chosen.metadata.namespace or "", chosen.metadata.name) if chosen else None
     return snapshot.to_document(graph, graph_ref=ref)
+
+
+def _live_document(ref: str) -> snapshot.Document:
+    """The snapshot of ServiceGraph `ref` ([NAMESPACE/]NAME) as the cluster holds it now: its
+    index ConfigMap (status.snapshot.configMap) and the shards carrying the snapshot label."""
+    import re
+
+    import urllib3
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    from servicegraph.api import GROUP, SERVICE_GRAPH, VERSION
+    from servicegraph.kube import load_client
+
+    namespace, _, name = ref.rpartition("/")
+    if not name or "/" in namespace:
+        raise CliError(f"--graph expects [NAMESPACE/]NAME, not {ref!r}")
+    try:
+        api_client = load_client()
+    except (config.ConfigException, OSError, ValueError) as error:
+        raise CliError(f"no usable kubeconfig: {error}") from None
+    namespace = namespace or _current_namespace()
+
+    def call(what: str, request: Any) -> Any:
+        try:
+            return json.loads(request(_preload_content=False, _request_timeout=30).data)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            try:
+                reason = json.loads(error.body or "{}").get("message") or error.reason
+            except ValueError:
+                reason = error.reason
+            raise CliError(f"{what}: {error.status} {reason}") from None
+        except urllib3.exceptions.MaxRetryError as error:  # no answer: say why in a few words
+            cause = re.search(r"\[Errno -?\d+\] [^\"')]+", str(error.reason))
+            why = cause.group(0) if cause else str(error.reason)
+            raise CliError(f"{what}: cannot reach {api_client.configuration.host}: {why}") from None
+        except urllib3.exceptions.HTTPError as error:
+            raise CliError(f"{what}: {error}") from None
+
+    custom, core = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
+    graph = call(
+        f"get ServiceGraph {namespace}/{name}",
+        lambda **kw: custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, SERVICE_GRAPH.plural, name, **kw
+        ),
+    )
+    if graph is None:
+        raise CliError(f"ServiceGraph {namespace}/{name} not found")
+    spec_name = ((graph.get("spec") or {}).get("snapshot") or {}).get("configMapName")
+    status_name = ((graph.get("status") or {}).get("snapshot") or {}).get("configMap")
+    config_map = str(status_name or spec_name or f"{name}-graph")
+    for attempt in range(3):  # a snapshot being rewritten is read again
+        items = call(
+            f"list configmaps in {namespace}",
+            lambda **kw: core.list_namespaced_config_map(
+                namespace, label_selector=snapshot.snapshot_selector(config_map), **kw
+            ),
+        )
+        by_name = {cm["metadata"]["name"]: cm for cm in (items or {}).get("items") or []}
+        if config_map not in by_name:
+            raise CliError(
+                f"ServiceGraph {namespace}/{name} has no snapshot yet (no ConfigMap "
+                f"{config_map}): is the operator running? See its Ready condition"
+            )
+        try:
+            return snapshot.decode(by_name[config_map], by_name.get)
+        except snapshot.SnapshotError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _current_namespace() -> str:
+    """The namespace of the kubeconfig's current context, or the pod's own, as kubectl does."""
+    from kubernetes import config
+
+    try:
+        _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+        return str((context or {}).get("context", {}).get("namespace") or "default")
+    except (config.ConfigException, OSError, ValueError):
+        pod = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        return pod.read_text(encoding="utf-8").strip() if pod.is_file() else "default"
 
 
 def _check(args: argparse.Namespace) -> int:

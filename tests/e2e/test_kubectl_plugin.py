@@ -1,0 +1,224 @@
+"""`kubectl servicegraph` as a user runs it: the real kubectl finds the `kubectl-servicegraph`
+entry point on the PATH, and live queries read a ServiceGraph's snapshot through the kubeconfig
+while the real operator keeps it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kmock
+import pytest
+
+from servicegraph import snapshot
+from servicegraph.cli import main
+from tests.e2e.test_operator_support import (
+    READY,
+    ROOT,
+    graph,
+    install,
+    jsonpath,
+    sdep,
+    snapshot_document,
+)
+from tests.support.emulator import Api, EmulatorServer, write_kubeconfig
+from tests.support.kubectl import KUBECTL, Kubectl, wait_for
+from tests.support.operator_process import OperatorProcess
+
+pytestmark = pytest.mark.e2e
+
+BOUTIQUE = ROOT / "manifests" / "examples" / "online-boutique"
+NS = "online-boutique"
+# The virtual environment's bin first: there kubectl finds kubectl-servicegraph.
+VENV_BIN = Path(sys.executable).parent
+
+
+def plugin(
+    api: Api, *args: str, kubeconfig: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`kubectl servicegraph ARGS`, run by the real kubectl."""
+    env = {
+        **api.env(),
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
+    return subprocess.run(
+        [KUBECTL, "servicegraph", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def ok(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr}"
+    return proc.stdout
+
+
+def offline(*args: str, capsys: pytest.CaptureFixture[str]) -> Any:
+    """The same command in this process, on the manifests: what the live answer must equal."""
+    assert main(list(args)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture(scope="module")
+def boutique(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """Online Boutique applied with kubectl and reconciled by the operator, on an API of this
+    module's own: the tests using it only read, so one operator serves them all."""
+    folder = tmp_path_factory.mktemp("boutique")
+    with EmulatorServer() as server:
+        kubeconfig = write_kubeconfig(folder / "kubeconfig", server.url)
+        api = Api(server, kubeconfig, Kubectl(kubeconfig, folder / "kubectl-cache"))
+        install(api, NS)  # the folder's namespace.yaml comes after the objects in it
+        api.kubectl("apply", "-f", str(BOUTIQUE))
+        operator = OperatorProcess(api, folder / "operator.log").start()
+        try:
+            wait_for(lambda: jsonpath(api, "servicegraph", NS, READY, NS) == "True", timeout=30)
+            wait_for(lambda: jsonpath(api, "servicegraph", NS, "{.status.snapshot.revision}", NS))
+            yield api
+        except Exception:
+            print(operator.log()[-6000:])
+            raise
+        finally:
+            operator.stop()
+        bugs = [e for e in server.emulator.errors if not isinstance(e, kmock.KubernetesError)]
+    assert not bugs, f"the API emulator failed internally: {bugs!r}"
+
+
+def test_kubectl_finds_the_plugin(api: Api) -> None:
+    env = {**api.env(), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    listed = subprocess.run(
+        [KUBECTL, "plugin", "list"], capture_output=True, text=True, env=env, check=False
+    )
+    assert str(VENV_BIN / "kubectl-servicegraph") in listed.stdout
+    usage = ok(plugin(api, "--help"))
+    for command in ("check", "analyze", "query", "export"):
+        assert command in usage
+
+
+def test_live_query_reads_the_snapshot_the_operator_wrote(
+    boutique: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = boutique
+    args = ("query", "checkoutservice", "--direction", "downstream", "--depth", "3", "-o", "json")
+    live = json.loads(ok(plugin(api, *args, "--graph", f"{NS}/{NS}")))
+    expected = offline(*args, "--from", str(BOUTIQUE), capsys=capsys)
+    assert live["nodes"] == expected["nodes"]
+    assert [(e["source"], e["target"]) for e in live["edges"]] == [
+        (e["source"], e["target"]) for e in expected["edges"]
+    ]
+    assert "paymentservice" in live["nodes"]
+
+    upstream = ok(
+        plugin(api, "query", "redis-cart", "--graph", f"{NS}/{NS}", "--direction", "upstream")
+    )
+    assert upstream.splitlines()[0].split() == [
+        "SOURCE",
+        "TARGET",
+        "MODE",
+        "CRITICALITY",
+        "SOURCES",
+        "STALE",
+    ]
+    assert [line.split()[:2] for line in upstream.splitlines()[1:]] == [
+        ["cartservice", "redis-cart"]
+    ]
+
+
+def test_live_export_is_the_snapshot(boutique: Api) -> None:
+    api = boutique
+    exported = json.loads(ok(plugin(api, "export", "--graph", f"{NS}/{NS}", "-o", "json")))
+    stored = snapshot_document(api, f"{NS}-graph", NS)
+    assert exported == json.loads(snapshot.canonical_json(stored))
+    mermaid = ok(plugin(api, "export", "--graph", f"{NS}/{NS}", "-o", "mermaid"))
+    assert mermaid.startswith("flowchart") or mermaid.startswith("graph")
+    assert "checkoutservice" in mermaid
+
+
+def test_graph_name_alone_uses_the_contexts_namespace(boutique: Api, tmp_path: Path) -> None:
+    api = boutique
+    elsewhere = write_kubeconfig(tmp_path / "kubeconfig-boutique", api.url, namespace=NS)
+    out = ok(plugin(api, "query", "frontend", "--graph", NS, "-o", "json", kubeconfig=elsewhere))
+    assert "checkoutservice" in json.loads(out)["nodes"]
+    # The test's own kubeconfig points at "default": no such graph there.
+    missing = plugin(api, "query", "frontend", "--graph", NS)
+    assert missing.returncode == 2
+    assert missing.stderr == f"error: ServiceGraph default/{NS} not found\n"
+
+
+def test_check_and_analyze_through_kubectl(boutique: Api) -> None:
+    api = boutique
+    assert (
+        ok(plugin(api, "check", str(BOUTIQUE)))
+        == "ok: 12 services, 16 edges, no unacknowledged cycle\n"
+    )
+    report = json.loads(ok(plugin(api, "analyze", str(BOUTIQUE), "-o", "json")))
+    # What the operator wrote into the live status is what the CLI predicts from the files.
+    status = api.kubectl.get("servicegraph", NS, "-n", NS)["status"]
+    for key in ("services", "edges", "cycles"):
+        assert report["summary"][key] == status[key]
+
+
+def test_errors_are_one_line(api: Api, tmp_path: Path) -> None:
+    install(api, "shop")
+    missing = plugin(api, "query", "a", "--graph", "shop/nope")
+    assert (missing.returncode, missing.stderr) == (2, "error: ServiceGraph shop/nope not found\n")
+
+    api.kubectl.apply(graph("g"), sdep("a", "b"))  # no operator: no snapshot yet
+    none_yet = plugin(api, "query", "a", "--graph", "shop/g")
+    assert none_yet.returncode == 2
+    assert none_yet.stderr.startswith("error: ServiceGraph shop/g has no snapshot yet")
+    assert none_yet.stderr.count("\n") == 1
+
+    nowhere = write_kubeconfig(tmp_path / "kubeconfig-nowhere", "http://127.0.0.1:9")
+    refused = plugin(api, "query", "a", "--graph", "shop/g", kubeconfig=nowhere)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(
+        "error: get ServiceGraph shop/g: cannot reach http://127.0.0.1:9: [Errno 111]"
+    )
+    assert refused.stderr.count("\n") == 1
+
+    neither = plugin(api, "query", "a")
+    assert neither.returncode == 2
+    assert "--graph [NAMESPACE/]NAME" in neither.stderr
+
+
+def test_live_query_reassembles_a_sharded_snapshot(
+    api: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Shards found by the snapshot label, the index named in status.snapshot.configMap."""
+    install(api, "shop")
+    api.kubectl.apply(graph("big", snapshot={"configMapName": "big-snapshot"}))
+    uid = jsonpath(api, "servicegraph", "big", "{.metadata.uid}")
+    assert main(["export", "--from", str(BOUTIQUE), "-o", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    write = snapshot.encode(doc, "big-snapshot", gzip_threshold=0, max_part_bytes=256)
+    assert len(write.shards) > 2
+    owner = {
+        "apiVersion": "graph.slo-engine.io/v1alpha1",
+        "kind": "ServiceGraph",
+        "name": "big",
+        "uid": uid,
+    }
+    manifests = []
+    for payload in write.in_write_order:
+        body = payload.manifest()
+        body["metadata"].update(namespace="shop", ownerReferences=[owner])
+        manifests.append(body)
+    api.kubectl.apply(*manifests)
+    status = {"status": {"snapshot": {"configMap": "big-snapshot", "revision": write.revision}}}
+    api.kubectl(
+        "patch", "servicegraph", "big", "-n", "shop", "--subresource=status", "--type=merge",
+        "-p", json.dumps(status),
+    )  # fmt: skip
+    live = json.loads(ok(plugin(api, "export", "--graph", "shop/big", "-o", "json")))
+    assert live == doc
