@@ -160,14 +160,21 @@ class GraphLoop:
         try:
             seen, failures = -1, 0
             while True:
+                retry_after = 0.0
                 try:
                     await self.reconcile()
                     failures = 0
                 except (KubeError, OSError) as error:
                     failures += 1
+                    retry_after = min(getattr(error, "retry_after", None) or 0.0, 60.0)
                     self.logger.warning(f"reconciliation of {self.ref} failed, will retry: {error}")
-                # After a failure, retry soon even if nothing changes (1, 2, 4 ... 60 s).
-                timeout = min(2.0 ** (failures - 1), 60.0) if failures else self.settings.resync
+                # After a failure, retry soon even if nothing changes (1, 2, 4 ... 60 s), and
+                # not before the API server's Retry-After.
+                timeout = (
+                    max(min(2.0 ** (failures - 1), 60.0), retry_after)
+                    if failures
+                    else self.settings.resync
+                )
                 seen = await self._wait_for_change(seen, timeout)
         finally:
             poller.cancel()
@@ -208,16 +215,28 @@ class GraphLoop:
     async def restore(self) -> None:
         """Take up where the last run stopped: its snapshot holds what was observed and when."""
         status = dict(self.body.get("status") or {})
+        failures = 0
+        while True:  # without it the next write would drop the observation history
+            try:
+                parts = await self.kube.list_config_maps(
+                    self.namespace, snapshot.snapshot_selector(self.snapshot_name)
+                )
+                break
+            except KubeError as error:
+                failures += 1
+                delay = max(min(2.0 ** (failures - 1), 60.0), min(error.retry_after or 0, 60.0))
+                self.logger.warning(
+                    f"cannot read the last snapshot of {self.ref}, will retry in {delay:g}s: "
+                    f"{error}"
+                )
+                await asyncio.sleep(delay)
         try:
-            parts = await self.kube.list_config_maps(
-                self.namespace, snapshot.snapshot_selector(self.snapshot_name)
-            )
             by_name = {cm["metadata"]["name"]: cm for cm in parts}
             index = by_name.get(self.snapshot_name)
             if index is None:
                 return
             doc = snapshot.decode(index, by_name.get)
-        except (KubeError, snapshot.SnapshotError) as error:
+        except snapshot.SnapshotError as error:
             self.logger.warning(f"cannot reload the last snapshot of {self.ref}: {error}")
             return
         self.poller.restore(
@@ -260,7 +279,6 @@ class GraphLoop:
             METRICS.recompute_seconds.labels(self.namespace, self.name).time(),
         ):
             graph = spec.analyse(declarations, self.poller.observations, now=now)
-            doc = snapshot.to_document(graph, graph_ref=(self.namespace, self.name))
             summary = graph.summary()
             span.set_attributes(
                 {
@@ -275,11 +293,11 @@ class GraphLoop:
         METRICS.recomputations.labels(self.namespace, self.name).inc()
         METRICS.record_graph(self.namespace, self.name, summary)
 
-        snapshot_error = None
+        snapshot_error, snapshot_failure = None, None
         try:
-            await self.write_snapshot(doc, now)
+            await self.write_snapshot(graph, now)
         except KubeError as error:
-            snapshot_error = str(error)
+            snapshot_error, snapshot_failure = str(error), error
             self.logger.warning(f"snapshot of {self.ref} not written: {error}")
 
         previous = (
@@ -307,12 +325,16 @@ class GraphLoop:
             )
         self.post_cycle_events(graph)
         await self.write_dependency_statuses(selected, graph, now)
+        if snapshot_failure is not None:  # the status says so; now retry with backoff
+            raise snapshot_failure
 
-    async def write_snapshot(self, doc: snapshot.Document, now: datetime) -> None:
+    async def write_snapshot(self, graph: Graph, now: datetime) -> None:
         """Shards first, then the index that names them, then old shards: readers never see
         an index whose shards are missing."""
         name = self.snapshot_name
-        write = snapshot.encode(doc, name)
+        canonical = snapshot.graph_json(graph, graph_ref=(self.namespace, self.name))
+        write = snapshot.encode_json(canonical, name)
+        del canonical  # tens of megabytes on a large graph; the write holds it gzipped
         if write.revision == self.revision and self.snapshot_info is not None:
             METRICS.snapshot_written.labels(self.namespace, self.name).set_to_current_time()
             return
@@ -392,7 +414,11 @@ class GraphLoop:
             if owner is not None and (owner.namespace, owner.name) != (self.namespace, self.name):
                 continue
             key = (dep.namespace, dep.name)
-            previous = self.dependency_statuses.get(key) or dep.status
+            written = self.dependency_statuses.get(key)
+            if written is not None and _comparable(dep.status, written) == written:
+                del self.dependency_statuses[key]  # the index has caught up: forget our copy
+                written = None
+            previous = written or dep.status
             if dep.declaration is None:
                 desired = invalid_dependency_status(
                     dep.error or "invalid spec",
@@ -412,10 +438,14 @@ class GraphLoop:
             if desired != _comparable(previous, desired):
                 jobs.append(self._write_dependency_status(key, desired))
         if jobs:
-            await asyncio.gather(*jobs)
-            self.logger.info(f"statuses of {len(jobs)} ServiceDependency objects updated")
+            failures = [error for error in await asyncio.gather(*jobs) if error is not None]
+            self.logger.info(
+                f"statuses of {len(jobs) - len(failures)} ServiceDependency objects updated"
+            )
+            if failures:  # the others are written; these are retried with backoff
+                raise failures[0]
 
-    async def _write_dependency_status(self, key: ObjectKey, status: Body) -> None:
+    async def _write_dependency_status(self, key: ObjectKey, status: Body) -> KubeError | None:
         async with self.writes:
             try:
                 if await self.kube.patch_status(SERVICE_DEPENDENCY.plural, *key, status):
@@ -423,6 +453,8 @@ class GraphLoop:
                     METRICS.writes.labels("servicedependency-status").inc()
             except KubeError as error:
                 self.logger.warning(f"status of ServiceDependency {key[0]}/{key[1]}: {error}")
+                return error
+            return None
 
 
 def _comparable(previous: Mapping[str, Any], desired: Mapping[str, Any]) -> Body:

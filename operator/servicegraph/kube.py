@@ -141,7 +141,8 @@ class Kube:
         except KubeError as error:
             if error.status != 409:
                 raise
-            await self._call(*replace, body=body)
+            if await self._call(*replace, body=body) is None:  # "already exists", yet gone
+                raise KubeError(replace[0], 404, "not found after a conflict") from error
 
     async def delete_config_map(self, namespace: str, name: str) -> None:
         await self._call(

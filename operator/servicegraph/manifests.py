@@ -6,18 +6,27 @@ Helm-rendered or Argo CD application folder can be handed over as it is.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
+from yaml.constructor import ConstructorError, SafeConstructor
 
 from servicegraph.api import GROUP, ServiceDependency, ServiceGraph
-from servicegraph.validation import FieldError, validate
+from servicegraph.validation import FieldError, printable, validate
 
 SUFFIXES = (".yaml", ".yml", ".json")
 OUR_KINDS = ("ServiceDependency", "ServiceGraph")
+# The API server takes at most 3 MiB per request; a file of many objects may be larger, but
+# one past this is not a manifest (and would take minutes to read and check).
+MAX_FILE_BYTES = 16 * 1024 * 1024
+# Aliases repeat anchored nodes without copying them; past this many repeated nodes a document
+# is refused, as kubectl refuses "excessive aliasing" (a "billion laughs" expands to 10^9).
+MAX_ALIASED_NODES = 1_000_000
 
 
 class ManifestError(Exception):
@@ -55,21 +64,137 @@ def files_under(paths: Iterable[str | Path]) -> Iterator[Path]:
             raise ManifestError(f"{path}: no such file or directory")
 
 
+class _ManifestLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML as the API server reads it, through JSON: timestamps stay strings, mapping keys
+    become strings, and what JSON cannot hold (NaN, infinity, !!binary, !!set) is an error,
+    as are aliases that contain themselves or repeat too much (see MAX_ALIASED_NODES).
+    The C parser when available: several times faster, and it caps the nesting depth."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_aliases(node)
+        return super().construct_document(node)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        if all(isinstance(key, str) for key in mapping):
+            return mapping
+        return {_json_key(key): value for key, value in mapping.items()}
+
+
+def _json_key(key: Any) -> str:
+    """A key as YAML-to-JSON conversion (sigs.k8s.io/yaml) writes it."""
+    if key is None or isinstance(key, bool):
+        return {None: "null", True: "true", False: "false"}[key]
+    return str(key)
+
+
+def _timestamp(loader: SafeConstructor, node: yaml.ScalarNode) -> str:
+    return str(loader.construct_scalar(node))
+
+
+def _finite_float(loader: SafeConstructor, node: yaml.ScalarNode) -> float:
+    value = loader.construct_yaml_float(node)
+    if not math.isfinite(value):
+        raise ConstructorError(
+            None, None, f"{node.value!r} is not a number JSON can hold", node.start_mark
+        )
+    return value
+
+
+def _int(loader: SafeConstructor, node: yaml.ScalarNode) -> int:
+    try:
+        return loader.construct_yaml_int(node)
+    except ValueError as exc:  # more digits than Python converts (4300)
+        raise ConstructorError(None, None, f"invalid integer: {exc}", node.start_mark) from exc
+
+
+def _no_json_form(loader: SafeConstructor, node: yaml.Node) -> Any:
+    raise ConstructorError(
+        None,
+        None,
+        f"{node.tag} has no JSON form; Kubernetes manifests cannot use it",
+        node.start_mark,
+    )
+
+
+_ManifestLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+_ManifestLoader.add_constructor("tag:yaml.org,2002:float", _finite_float)
+_ManifestLoader.add_constructor("tag:yaml.org,2002:int", _int)
+_ManifestLoader.add_constructor("tag:yaml.org,2002:binary", _no_json_form)
+_ManifestLoader.add_constructor("tag:yaml.org,2002:set", _no_json_form)
+
+
+def _check_aliases(root: yaml.Node) -> None:
+    """Refuse a document whose aliases contain themselves or, copied out, would add more than
+    MAX_ALIASED_NODES nodes. Counts without expanding (each node once): linear in the file."""
+    sizes: dict[int, int] = {}  # id(node): its node count with aliases copied out
+    open_nodes: set[int] = set()  # the path from the root to the node being counted
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, counted = stack.pop()
+        children = _children(node)
+        if counted:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+            continue
+        if id(node) in sizes:
+            continue
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_nodes:
+                raise ConstructorError(
+                    None, None, "an alias refers to a node that contains it", child.start_mark
+                )
+            if id(child) not in sizes:
+                stack.append((child, False))
+    repeated = sizes[id(root)] - len(sizes)
+    if repeated > MAX_ALIASED_NODES:
+        raise ConstructorError(
+            None,
+            None,
+            f"excessive aliasing: aliases repeat {repeated} nodes (at most {MAX_ALIASED_NODES})",
+            root.start_mark,
+        )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
 def _documents(path: Path) -> Iterator[Any]:
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ManifestError(
+                f"{path}: {size / 2**20:.1f} MiB is more than the {MAX_FILE_BYTES // 2**20} MiB "
+                "a manifest file may hold; split it into several files"
+            )
         text = path.read_text(encoding="utf-8")
-        for doc in yaml.safe_load_all(text):
+        for doc in yaml.load_all(text, Loader=_ManifestLoader):
             if isinstance(doc, dict) and doc.get("kind") == "List":
-                yield from doc.get("items") or []
+                items = doc.get("items") or []
+                if not isinstance(items, list):
+                    raise ManifestError(f"{path}: the items of a List must be a list")
+                yield from items
             elif doc is not None:
                 yield doc
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{path}: cannot read: {exc}") from exc
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, e.g. NUL
+        number = text.count("\n", 0, exc.position) + 1
+        raise ManifestError(f"{path}: invalid YAML at line {number}: {exc.reason}") from exc
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ManifestError(f"{path}: invalid YAML{line}: {problem}") from exc
+    except RecursionError as exc:  # the pure-Python parser, without libyaml's depth limit
+        raise ManifestError(f"{path}: invalid YAML: nested too deeply") from exc
 
 
 def load(paths: Iterable[str | Path]) -> ManifestSet:
@@ -86,11 +211,21 @@ def load(paths: Iterable[str | Path]) -> ManifestSet:
             if not isinstance(metadata, dict):
                 metadata = {}
             name = "/".join(str(p) for p in (metadata.get("namespace"), metadata.get("name")) if p)
+            name = printable(name[:100])
+            name = name if len(name) <= 80 else name[:77] + "..."
             errors = validate(doc)
+            if not errors:
+                try:
+                    model = ServiceDependency if kind == "ServiceDependency" else ServiceGraph
+                    parsed = model.model_validate(doc)
+                except ValidationError as exc:  # what admission lets through, the models must
+                    first = exc.errors()[0]
+                    where = ".".join(str(part) for part in first["loc"])
+                    errors = [FieldError(where, f"Invalid value: {first['msg']}")]
             if errors:
                 result.problems += [Problem(path, kind, name or "<unnamed>", e) for e in errors]
-            elif kind == "ServiceDependency":
-                result.dependencies.append(ServiceDependency.model_validate(doc))
+            elif isinstance(parsed, ServiceDependency):
+                result.dependencies.append(parsed)
             else:
-                result.graphs.append(ServiceGraph.model_validate(doc))
+                result.graphs.append(parsed)
     return result

@@ -31,16 +31,33 @@ class FieldError:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.field}: {self.message}" if self.field else self.message
+        text = f"{self.field}: {self.message}" if self.field else self.message
+        return _cut(printable(text), 500)
+
+
+def printable(text: str) -> str:
+    """`text` on one line: control and other unprintable characters (a newline in a key, a
+    NUL, a right-to-left override) written as escapes, as a terminal should show them."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def validate(obj: dict[str, Any]) -> list[FieldError]:
     """Every reason the API server would refuse this ServiceDependency or ServiceGraph."""
-    kind = KINDS_BY_NAME.get(obj.get("kind", ""))
+    if not isinstance(obj, dict):
+        return [FieldError("", f"Invalid value: {_short(obj)}: must be an object")]
+    kind_name = obj.get("kind")
+    kind = KINDS_BY_NAME.get(kind_name) if isinstance(kind_name, str) else None
     if kind is None:
-        return [FieldError("kind", f"unknown kind {obj.get('kind')!r}")]
+        return [FieldError("kind", f"unknown kind {_short(kind_name)}")]
     if obj.get("apiVersion") != API_VERSION:
-        return [FieldError("apiVersion", f"must be {API_VERSION}, not {obj.get('apiVersion')!r}")]
+        return [
+            FieldError("apiVersion", f"must be {API_VERSION}, not {_short(obj.get('apiVersion'))}")
+        ]
+    deep = _too_deep(obj)
+    if deep is not None:
+        return [FieldError(deep, f"Invalid value: nested more than {MAX_DEPTH} levels deep")]
     errors = list(_metadata_errors(obj.get("metadata")))
     if errors:
         return errors
@@ -50,6 +67,25 @@ def validate(obj: dict[str, Any]) -> list[FieldError]:
     if not errors:  # CEL rules only run on objects that pass the schema, as in the API server
         errors += _rule_errors(schema, obj, "")
     return errors
+
+
+# Our objects are a few levels deep; a value nested past this is refused before the schema
+# checks, which recurse and would exhaust Python's stack.
+MAX_DEPTH = 64
+
+
+def _too_deep(obj: Any) -> str | None:
+    """The path of the first value nested more than MAX_DEPTH levels deep, if any."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(obj, ())]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            return _path(path[:MAX_DEPTH])
+        if isinstance(value, dict):
+            stack.extend((item, (*path, key)) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((item, (*path, index)) for index, item in enumerate(value))
+    return None
 
 
 @cache
@@ -67,8 +103,8 @@ def _metadata_errors(metadata: Any) -> Iterator[FieldError]:
     elif len(name) > 253 or not re.fullmatch(DNS_SUBDOMAIN_PATTERN, name):
         yield FieldError(
             "metadata.name",
-            f"Invalid value: {name!r}: a lowercase RFC 1123 subdomain must consist of lower case "
-            "alphanumeric characters, '-' or '.'",
+            f"Invalid value: {_cut(repr(name[:100]), 80)}: a lowercase RFC 1123 subdomain must "
+            "consist of lower case alphanumeric characters, '-' or '.'",
         )
     namespace = metadata.get("namespace")
     if namespace is not None and not (
@@ -76,7 +112,51 @@ def _metadata_errors(metadata: Any) -> Iterator[FieldError]:
         and len(namespace) <= 63
         and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", namespace)
     ):
-        yield FieldError("metadata.namespace", f"Invalid value: {namespace!r}")
+        shown = _cut(repr(namespace[:100]), 80) if isinstance(namespace, str) else _short(namespace)
+        yield FieldError("metadata.namespace", f"Invalid value: {shown}")
+    for field in ("labels", "annotations"):
+        yield from _string_map_errors(f"metadata.{field}", metadata.get(field), field == "labels")
+    generation = metadata.get("generation")
+    if generation is not None and (isinstance(generation, bool) or not isinstance(generation, int)):
+        yield FieldError(
+            "metadata.generation", f"Invalid value: {_short(generation)}: must be of type integer"
+        )
+
+
+_QUALIFIED_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+
+
+def _string_map_errors(field: str, value: Any, labels: bool) -> Iterator[FieldError]:
+    """Labels and annotations: string keys (qualified names) to strings, label values short."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        yield FieldError(field, f"Invalid value: {_short(value)}: must be of type object")
+        return
+    for key, item in value.items():
+        prefix, _, name = str(key).rpartition("/")
+        if not (
+            _QUALIFIED_NAME.fullmatch(name)
+            and (not prefix or (len(prefix) <= 253 and re.fullmatch(DNS_SUBDOMAIN_PATTERN, prefix)))
+        ):
+            yield FieldError(
+                field,
+                f"Invalid value: {_short(key)}: a qualified name must consist of alphanumeric "
+                "characters, '-', '_' or '.', and must start and end with an alphanumeric "
+                "character, with an optional DNS subdomain prefix and '/'",
+            )
+        if not isinstance(item, str):
+            yield FieldError(
+                f"{field}[{_short(key)}]", f"Invalid value: {_short(item)}: must be of type string"
+            )
+        elif labels and not _LABEL_VALUE.fullmatch(item):
+            yield FieldError(
+                f"{field}[{_short(key)}]",
+                f"Invalid value: {_short(item)}: a valid label must be an empty string or consist "
+                "of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+                "alphanumeric character",
+            )
 
 
 def _path(parts: Any) -> str:
@@ -86,8 +166,27 @@ def _path(parts: Any) -> str:
     return text
 
 
+def _pattern(
+    validator: Any, pattern: str, instance: Any, schema: JsonSchema
+) -> Iterator[jsonschema.ValidationError]:
+    """`pattern` as the API server (Go, RE2) reads it: `$` is the end of the text. Python's
+    `$` also matches before a final newline, which would let "name\\n" through."""
+    if validator.is_type(instance, "string") and not _end_anchored(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+@cache
+def _end_anchored(pattern: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", pattern))
+
+
+_Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft4Validator, {"pattern": _pattern}
+)
+
+
 def _schema_errors(schema: JsonSchema, obj: dict[str, Any]) -> Iterator[FieldError]:
-    validator = jsonschema.Draft4Validator(schema)
+    validator = _Validator(schema)
     for error in validator.iter_errors(obj):
         yield FieldError(_path(error.absolute_path), _describe(error))
 
@@ -114,12 +213,29 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if keyword in ("minLength", "minItems"):
         unit = "characters" if keyword == "minLength" else "items"
         return f"Invalid value: {_short(value)}: should have at least {expected} {unit}"
-    return f"Invalid value: {error.message}"
+    return f"Invalid value: {_cut(error.message, 200)}"
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= 80 else text[:77] + "..."
+    """`value` as JSON, at most 80 characters, however big, deep or odd the value is."""
+    return _cut(json.dumps(_clipped(value), ensure_ascii=False, default=repr), 80)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _clipped(value: Any, depth: int = 0) -> Any:
+    """Enough of `value` to fill 80 characters: never walks all of a huge or deep value."""
+    if isinstance(value, str):
+        return value[:81]
+    if isinstance(value, list | tuple):
+        return [_clipped(item, depth + 1) for item in value[:20]] if depth < 4 else ["..."]
+    if isinstance(value, dict):
+        if depth >= 4:
+            return {"...": "..."}
+        return {str(k)[:81]: _clipped(v, depth + 1) for k, v in list(value.items())[:20]}
+    return value
 
 
 def _structure_errors(schema: JsonSchema, value: Any, path: str) -> list[FieldError]:
@@ -151,8 +267,8 @@ def _uniqueness_errors(schema: JsonSchema, value: list[Any], path: str) -> list[
     errors: list[FieldError] = []
     for index, item in enumerate(value):
         if list_type == "map" and isinstance(item, dict):
-            identity: Any = tuple(item.get(key) for key in keys)
-            shown = ", ".join(f'{key}="{item.get(key)}"' for key in keys)
+            identity: Any = tuple(_hashable(item.get(key)) for key in keys)
+            shown = ", ".join(f'{key}="{_cut(str(item.get(key)), 80)}"' for key in keys)
             where = f"{path}[{index}].{keys[0]}" if len(keys) == 1 else f"{path}[{index}]"
         elif list_type == "set":
             identity, shown, where = repr(item), _short(item), f"{path}[{index}]"
@@ -165,6 +281,16 @@ def _uniqueness_errors(schema: JsonSchema, value: list[Any], path: str) -> list[
         else:
             seen[identity] = index
     return errors
+
+
+def _hashable(value: Any) -> Any:
+    """A key for a list-map entry whose key field holds a list or an object (a schema error
+    of its own): equal values stay equal."""
+    try:
+        hash(value)
+    except TypeError:
+        return json.dumps(value, sort_keys=True, default=repr)
+    return value
 
 
 def _rule_errors(schema: JsonSchema, value: Any, path: str) -> list[FieldError]:

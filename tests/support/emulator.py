@@ -43,6 +43,7 @@ import math
 import re
 import secrets
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Coroutine, Mapping
@@ -111,14 +112,16 @@ class _Event(NamedTuple):
 
 @dataclasses.dataclass
 class Fault:
-    """An injected error response; see `ApiEmulator.inject()`."""
+    """An injected error response or delay; see `ApiEmulator.inject()`."""
 
     method: str | None
     path: re.Pattern[str]
-    status: int
+    status: int | None  # None: served as usual (after `delay`)
     times: int | None
     headers: dict[str, str]
+    delay: float = 0.0
     hits: int = 0
+    hit_times: list[float] = dataclasses.field(default_factory=list)  # time.monotonic()
 
 
 @attrs.define(kw_only=True)
@@ -130,7 +133,9 @@ class ApiEmulator(kmock.KubernetesEmulator):
     * `writes`: a Counter of write requests received (including failed and fault-injected ones),
       keyed by (group, plural, subresource or '', verb) with verb in create, update (PUT),
       patch, delete; e.g. `writes['graph.slo-engine.io', 'servicegraphs', 'status', 'patch']`.
-    * `inject(method, path_regex, status, times=1, headers=None)`: fail matching requests.
+    * `inject(method, path_regex, status, times=1, headers=None, delay=0)`: fail, or delay,
+      matching requests.
+    * `drop_watches()`: end the open watch streams (clients reconnect and resume).
     """
 
     bookmark_interval: float = 5.0  # seconds between BOOKMARKs on watches that allow them
@@ -141,6 +146,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
     _log: list[_Event] = attrs.field(factory=list, init=False)
     _tick: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
     _closed: bool = attrs.field(default=False, init=False)
+    _watch_epoch: int = attrs.field(default=0, init=False)  # drop_watches() ends older streams
     _faults: list[Fault] = attrs.field(factory=list, init=False)
     _columns: dict[kmock.resource, list[Body]] = attrs.field(factory=dict, init=False)
 
@@ -158,17 +164,25 @@ class ApiEmulator(kmock.KubernetesEmulator):
         self,
         method: str | None,
         path: str,
-        status: int,
+        status: int | None,
         *,
         times: int | None = 1,
         headers: Mapping[str, str] | None = None,
+        delay: float = 0.0,
     ) -> Fault:
         """Answer the next `times` (None: all) requests whose method is `method` (None: any) and
         whose path with query matches the regex `path` (searched) with a Status error `status`
         and `headers` (e.g. Retry-After), without serving them: nothing is written.
-        Safe to call from the test thread while the emulator runs."""
+        `delay` seconds pass first; with `status` None the request is then served as usual
+        (a slow API server). `fault.hit_times` says when each matching request arrived.
+        Safe to call from the test thread while the emulator runs; set `times` to stop it."""
         fault = Fault(
-            method.upper() if method else None, re.compile(path), status, times, dict(headers or {})
+            method.upper() if method else None,
+            re.compile(path),
+            status,
+            times,
+            dict(headers or {}),
+            delay,
         )
         self._faults.append(fault)
         return fault
@@ -176,6 +190,12 @@ class ApiEmulator(kmock.KubernetesEmulator):
     def close_watches(self) -> None:
         """End all watch streams (called on the emulator's loop before the server stops)."""
         self._closed = True
+        self._wake()
+
+    async def drop_watches(self) -> None:
+        """End the watch streams open now, as an API server restart or a proxy timeout does;
+        new ones are served as usual. From the test thread: `server.call(drop_watches())`."""
+        self._watch_epoch += 1
         self._wake()
 
     # -- request dispatching -------------------------------------------------------------------
@@ -188,11 +208,14 @@ class ApiEmulator(kmock.KubernetesEmulator):
                 res.group or "", plural, request.subresource or "", WRITE_VERBS[request.method]
             ] += 1
         if (fault := self._take_fault(request)) is not None:
-            reason = http.HTTPStatus(fault.status).phrase.replace(" ", "")  # e.g. TooManyRequests
-            error = _error(fault.status, reason, f"injected fault: {fault.status} {reason}")
-            response = await self._render_error(error)
-            response.headers.update(fault.headers)
-            return response
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.status is not None:
+                reason = http.HTTPStatus(fault.status).phrase.replace(" ", "")  # TooManyRequests
+                error = _error(fault.status, reason, f"injected fault: {fault.status} {reason}")
+                response = await self._render_error(error)
+                response.headers.update(fault.headers)
+                return response
         if request.url.path == "/openapi/v2":
             return _openapi_v2(request)
         if plural is None:  # discovery & co.: kmock's DSL, skipping kmock's own object store
@@ -210,6 +233,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
                 and fault.path.search(request.url.path_qs)
             ):
                 fault.hits += 1
+                fault.hit_times.append(time.monotonic())
                 return fault
         return None
 
@@ -531,12 +555,13 @@ class ApiEmulator(kmock.KubernetesEmulator):
         async def send(type_: str, body: Body) -> None:
             await response.write(json.dumps({"type": type_, "object": body}).encode() + b"\n")
 
+        epoch = self._watch_epoch
         with contextlib.suppress(ConnectionError):
             for body in initial:
                 await send("ADDED", body)
             if initial_events and bookmarks and params.get("sendInitialEvents") == "true":
                 await send("BOOKMARK", bookmark(**{"k8s.io/initial-events-end": "true"}))
-            while not self._closed:
+            while not self._closed and epoch == self._watch_epoch:
                 while position < len(self._log):
                     event = self._log[position]
                     position += 1
