@@ -161,6 +161,14 @@ class Kube:
         value = ((secret or {}).get("data") or {}).get(key)
         return None if value is None else base64.b64decode(value).decode()
 
+    async def read_peering(self, name: str, namespace: str | None = None) -> Body | None:
+        """Kopf's peering object: a ClusterKopfPeering, or a KopfPeering in `namespace`."""
+        if namespace is None:
+            path = _path("apis", "kopf.dev", "v1", "clusterkopfpeerings", name)
+        else:
+            path = _path("apis", "kopf.dev", "v1", "namespaces", namespace, "kopfpeerings", name)
+        return await self._call(f"read peering {name}", "GET", path)
+
 
 def _seconds(header: str | None) -> float | None:
     """Retry-After in seconds (the API server sends seconds, never an HTTP date)."""

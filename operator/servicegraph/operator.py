@@ -19,7 +19,7 @@ import kopf
 
 from servicegraph.api import GROUP, SERVICE_DEPENDENCY, SERVICE_GRAPH, VERSION
 from servicegraph.graph_loop import GraphLoop, IndexedDependency, IndexedGraph
-from servicegraph.kube import Kube, load_client
+from servicegraph.kube import Kube, KubeError, load_client
 from servicegraph.settings import OperatorSettings
 from servicegraph.signals import SignalHub
 from servicegraph.telemetry import configure_tracing, count_watch_restarts, serve_metrics
@@ -29,7 +29,9 @@ WORKER_IDLE_TIMEOUT = 0.5  # seconds
 
 
 @kopf.on.startup()
-async def configure(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+async def configure(
+    *, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **_: Any
+) -> None:
     ours: OperatorSettings = memo["settings"]
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -46,6 +48,25 @@ async def configure(*, settings: kopf.OperatorSettings, memo: Any, **_: Any) -> 
     memo["signals"] = SignalHub()
     memo["last_seen"] = {}
     serve_metrics(ours.metrics_port)
+    if ours.peering and not ours.standalone:
+        await _check_peering(memo["kube"], ours, logger)
+
+
+async def _check_peering(kube: Kube, ours: OperatorSettings, logger: kopf.Logger) -> None:
+    """Kopf waits silently for ever for a peering object that does not exist: say so."""
+    for namespace in ours.namespaces or [None]:
+        where = "cluster-wide" if namespace is None else f"in namespace {namespace}"
+        try:
+            found = await kube.read_peering(ours.peering or "", namespace)
+        except KubeError as error:
+            logger.warning(f"cannot check the peering object {ours.peering} {where}: {error}")
+            continue
+        if found is None:
+            kind = "ClusterKopfPeering" if namespace is None else "KopfPeering"
+            logger.error(
+                f"no {kind} {ours.peering!r} {where}: this replica waits until one exists; "
+                "create it (the Helm chart does) or run with --standalone"
+            )
 
 
 @kopf.on.login()

@@ -453,6 +453,24 @@ def test_writes_are_counted_and_faults_injected(api: Api, http: httpx.Client, wi
     assert throttled[0].json()["reason"] == "TooManyRequests"
 
 
+def test_injected_delays_and_dropped_watches(api: Api, http: httpx.Client) -> None:
+    slow = api.emulator.inject("post", r"/configmaps$", None, delay=0.5)
+    started = time.monotonic()
+    assert create(http, CMS, configmap("slow"))["metadata"]["name"] == "slow"  # served, late
+    assert time.monotonic() - started >= 0.5 and slow.hits == 1
+
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        future = pool.submit(watch, api, CMS, timeoutSeconds="10")
+        time.sleep(0.3)  # the stream is open
+        api.server.call(api.emulator.drop_watches())
+        events = future.result()
+    assert time.monotonic() - started < 5  # ended by the drop, not by its timeout
+    assert [e["object"]["metadata"]["name"] for e in events] == ["slow"]
+    # Streams opened after the drop are served as usual.
+    assert [e["object"]["metadata"]["name"] for e in watch(api, CMS)] == ["slow"]
+
+
 OPERATOR = """
 import kopf
 import kubernetes

@@ -115,3 +115,12 @@ def test_two_replicas_only_one_writes(api: Api, start_operator: StartOperator) -
         ("b", "c"),
         ("c", "d"),
     }
+
+
+def test_a_missing_peering_object_is_said_not_waited_for_in_silence(
+    api: Api, start_operator: StartOperator
+) -> None:
+    install(api, "shop")  # the peering CRDs, but no peering object
+    operator = replica(start_operator, "lonely", 100)
+    wait_for(lambda: "no ClusterKopfPeering 'servicegraph-operator'" in operator.log(), timeout=30)
+    assert "--standalone" in operator.log()
