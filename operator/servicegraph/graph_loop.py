@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -151,7 +151,6 @@ class GraphLoop:
         self.cycles_seen: set[frozenset[str]] | None = None
         self.last_status: Body | None = None
         self.dependency_statuses: dict[ObjectKey, Body] = {}
-        self.writes = asyncio.Semaphore(settings.write_concurrency)
 
     async def run(self) -> None:
         self.signals.add(self.signal)
@@ -404,11 +403,37 @@ class GraphLoop:
     ) -> None:
         """Statuses of the ServiceDependency objects this graph owns, where they changed.
 
+        A few workers share one lazy sequence of changes: ten thousand statuses never sit in
+        memory at once, as tasks or as dicts.
+        """
+        changes = self._dependency_changes(selected, graph, now)
+        failures: list[KubeError] = []
+        written = 0
+
+        async def worker() -> None:
+            nonlocal written
+            for key, status in changes:  # each change is taken by one worker
+                error = await self._write_dependency_status(key, status)
+                if error is None:
+                    written += 1
+                else:
+                    failures.append(error)
+
+        await asyncio.gather(*(worker() for _ in range(self.settings.write_concurrency)))
+        if written or failures:
+            self.logger.info(f"statuses of {written} ServiceDependency objects updated")
+        if failures:  # the others are written; these are retried with backoff
+            raise failures[0]
+
+    def _dependency_changes(
+        self, selected: list[IndexedDependency], graph: Graph, now: datetime
+    ) -> Iterator[tuple[ObjectKey, Body]]:
+        """(object, status) for each owned ServiceDependency whose status should change.
+
         An object selected by several graphs is reported by the first of them (by namespace
         and name), so two graphs never fight over one status.
         """
         graphs = sorted(self.graphs(), key=lambda g: (g.namespace, g.name))
-        jobs = []
         for dep in selected:
             owner = next((g for g in graphs if g.selects(dep)), None)
             if owner is not None and (owner.namespace, owner.name) != (self.namespace, self.name):
@@ -436,25 +461,17 @@ class GraphLoop:
                     now=now,
                 )
             if desired != _comparable(previous, desired):
-                jobs.append(self._write_dependency_status(key, desired))
-        if jobs:
-            failures = [error for error in await asyncio.gather(*jobs) if error is not None]
-            self.logger.info(
-                f"statuses of {len(jobs) - len(failures)} ServiceDependency objects updated"
-            )
-            if failures:  # the others are written; these are retried with backoff
-                raise failures[0]
+                yield key, desired
 
     async def _write_dependency_status(self, key: ObjectKey, status: Body) -> KubeError | None:
-        async with self.writes:
-            try:
-                if await self.kube.patch_status(SERVICE_DEPENDENCY.plural, *key, status):
-                    self.dependency_statuses[key] = status
-                    METRICS.writes.labels("servicedependency-status").inc()
-            except KubeError as error:
-                self.logger.warning(f"status of ServiceDependency {key[0]}/{key[1]}: {error}")
-                return error
-            return None
+        try:
+            if await self.kube.patch_status(SERVICE_DEPENDENCY.plural, *key, status):
+                self.dependency_statuses[key] = status
+                METRICS.writes.labels("servicedependency-status").inc()
+        except KubeError as error:
+            self.logger.warning(f"status of ServiceDependency {key[0]}/{key[1]}: {error}")
+            return error
+        return None
 
 
 def _comparable(previous: Mapping[str, Any], desired: Mapping[str, Any]) -> Body:
