@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from itertools import pairwise
 from typing import Any
 
@@ -36,11 +35,10 @@ from tests.e2e.test_operator_support import (
 )
 from tests.support.emulator import Api, Fault
 from tests.support.kubectl import wait_for
-from tests.support.operator_process import OperatorProcess
+from tests.support.operator_process import StartOperator
 
 pytestmark = pytest.mark.e2e
 
-StartOperator = Callable[..., OperatorProcess]
 SG_STATUS = r"/namespaces/shop/servicegraphs/shop/status$"
 CM_CREATE = r"/api/v1/namespaces/shop/configmaps$"
 CM_REPLACE = r"/api/v1/namespaces/shop/configmaps/shop-graph$"

@@ -38,11 +38,10 @@ from tests.e2e.test_operator_support import (
 )
 from tests.support.emulator import Api
 from tests.support.kubectl import wait_for
-from tests.support.operator_process import OperatorProcess
+from tests.support.operator_process import StartOperator
 
 pytestmark = pytest.mark.e2e
 
-StartOperator = Callable[..., OperatorProcess]
 CM_CREATE = r"/api/v1/namespaces/shop/configmaps$"
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,11 +36,9 @@ from tests.e2e.test_operator_support import (
 )
 from tests.support.emulator import Api
 from tests.support.kubectl import wait_for
-from tests.support.operator_process import OperatorProcess
+from tests.support.operator_process import StartOperator
 
 pytestmark = pytest.mark.e2e
-
-StartOperator = Callable[..., OperatorProcess]
 
 
 def test_create_update_delete(api: Api, start_operator: StartOperator) -> None:

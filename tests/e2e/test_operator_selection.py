@@ -4,7 +4,6 @@ operator restricted to one namespace."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import pytest
 
@@ -26,11 +25,10 @@ from tests.e2e.test_operator_support import (
 )
 from tests.support.emulator import Api
 from tests.support.kubectl import wait_for
-from tests.support.operator_process import OperatorProcess
+from tests.support.operator_process import StartOperator
 
 pytestmark = pytest.mark.e2e
 
-StartOperator = Callable[..., OperatorProcess]
 ACCEPTED_BY = '{.status.conditions[?(@.type=="Accepted")].message}'
 
 

@@ -7,7 +7,6 @@ import json
 import random
 import string
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,11 +38,10 @@ from tests.e2e.test_operator_support import (
 )
 from tests.support.emulator import Api
 from tests.support.kubectl import wait_for
-from tests.support.operator_process import OperatorProcess
+from tests.support.operator_process import StartOperator
 
 pytestmark = pytest.mark.e2e
 
-StartOperator = Callable[..., OperatorProcess]
 ARGO_LABEL = "app.kubernetes.io/instance"
 CM_UPDATES = ("", "configmaps", "", "update")
 

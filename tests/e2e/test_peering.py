@@ -14,7 +14,6 @@ import json
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,11 +29,10 @@ from tests.e2e.test_operator_support import (
 )
 from tests.support.emulator import Api
 from tests.support.kubectl import wait_for
-from tests.support.operator_process import OperatorProcess
+from tests.support.operator_process import OperatorProcess, StartOperator
 
 pytestmark = pytest.mark.e2e
 
-StartOperator = Callable[..., OperatorProcess]
 PEERING = "servicegraph-operator"
 CREATE_SDEP = (GROUP, "servicedependencies", "", "create")
 

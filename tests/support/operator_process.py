@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -61,3 +62,8 @@ class OperatorProcess:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+
+# What the `start_operator` fixture gives a test: start `servicegraph run` with these flags
+# and environment variables.
+StartOperator = Callable[..., OperatorProcess]
