@@ -8,7 +8,7 @@ callees are chosen preferentially, so a few services (auth, config, databases) a
 back edges close cycles, the deepest services are databases nobody declares, and part of the
 edges are only observed, some of them long ago (stale).
 
-Prints one markdown table per size with this project's budgets (DESIGN.md section 6) and the
+Prints one markdown table per size with this project's performance budgets and the
 predecessor's published figures beside ours.
 """
 
@@ -58,7 +58,7 @@ STALE_SHARE = 0.25  # of the edges known only from observation
 CYCLES_PER_SERVICE = 1 / 200
 
 SCC_SERVICES = 500
-BUDGET_SCALE = 10_000  # the budgets of DESIGN.md section 6 are set for 10,000 services
+BUDGET_SCALE = 10_000  # the performance budgets are set for 10,000 services
 MIB = 1024 * 1024
 
 T = TypeVar("T")

@@ -7,7 +7,7 @@ For each size, N objects (about 5 calls each) go to an in-memory Kubernetes API 
 to a converged ServiceGraph status, recomputations (the operator's own metrics), ServiceGraph
 status writes, snapshot ConfigMap writes and ServiceDependency status writes (counted by the
 API), and the operator's peak RSS. The same run with coalescing off (recompute on every event)
-shows what coalescing buys. DESIGN.md's budgets are printed beside the numbers.
+shows what coalescing buys. The project's budgets are printed beside the numbers.
 """
 
 from __future__ import annotations
@@ -257,7 +257,7 @@ def main() -> None:
     print(
         "\nTimes are from the end of `kubectl apply`; 'status converged' is when the ServiceGraph "
         "shows the final counts, 'operator idle' when it stopped recomputing and writing for 3 s."
-        "\nBudgets (DESIGN.md section 6): 1,000 objects converge < 10 s after kubectl apply with "
+        "\nBudgets: 1,000 objects converge < 10 s after kubectl apply with "
         "a handful of status writes; 10,000 within 30 s with <= 10 status writes; RSS < 200 MiB."
         "\nPredecessor: bulk ingest of a 1,000-service graph ~15 s (requirement < 30 s)."
     )

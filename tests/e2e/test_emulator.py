@@ -1,7 +1,7 @@
 """The API emulator behaves as kube-apiserver does where Kopf and kubectl look.
 
-One test per gap of kmock 0.8 closed in tests/support/emulator.py (the rows of the table in
-shared/notes/kmock-and-kopf.md), driven over HTTP or with kubectl as a client would, then
+One test per gap of kmock 0.8 closed in tests/support/emulator.py (gaps 1-9, as numbered
+there), driven over HTTP or with kubectl as a client would, then
 a smoke test that runs a real Kopf operator process against it.
 """
 

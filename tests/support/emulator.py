@@ -3,7 +3,7 @@
 There is no cluster on the test machines (no container engine, no kube-apiserver), so the
 end-to-end suite runs the real operator process and the real kubectl against
 `kmock.KubernetesEmulator` served on 127.0.0.1. kmock 0.8 has gaps that a Kopf operator and
-kubectl run into (measured in shared/notes/kmock-and-kopf.md, rows 1-9). `ApiEmulator` closes
+kubectl run into (gaps 1-9, numbered in the code below). `ApiEmulator` closes
 them in one subclass; each closed gap has its own test in tests/e2e/test_emulator.py.
 
 How it is built on kmock (pinned ==0.8: this touches its internals):
