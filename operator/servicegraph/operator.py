@@ -25,7 +25,7 @@ from servicegraph.signals import SignalHub
 from servicegraph.telemetry import configure_tracing, count_watch_restarts, serve_metrics
 
 WATCH_INACTIVITY_TIMEOUT = 300.0  # seconds of silence before a watch stream is reopened
-WORKER_IDLE_TIMEOUT = 0.5  # seconds
+WORKER_IDLE_TIMEOUT = 0.1  # seconds
 
 
 @kopf.on.startup()
