@@ -25,10 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property, wraps
-from graphlib import TopologicalSorter
 from typing import ParamSpec, TypeVar
-
-import networkx as nx
 
 
 class SourceKind(StrEnum):
@@ -354,10 +351,11 @@ def analyse(
             s.last_seen is not None and s.last_seen < horizon for s in edge.sources.values()
         )
 
-    live = nx.DiGraph()
-    live.add_nodes_from(nodes)
-    live.add_edges_from(key for key, edge in edges.items() if not edge.stale)
-    components = [sorted(c) for c in nx.strongly_connected_components(live)]
+    callees: dict[str, list[str]] = {name: [] for name in nodes}
+    for (source, target), edge in edges.items():
+        if not edge.stale:
+            callees[source].append(target)
+    components = [sorted(c) for c in _strongly_connected_components(callees)]
 
     acknowledged_sets = {frozenset(members) for members in acknowledged_cycles}
     cycles: list[list[str]] = []
@@ -367,9 +365,9 @@ def analyse(
             continue
         for name in members:
             nodes[name].in_cycle = True
-        ordered = _cycle_order(live, members)
+        ordered = _cycle_order(callees, members)
         (acknowledged if frozenset(members) in acknowledged_sets else cycles).append(ordered)
-    _set_blast_radius(live, components, nodes)
+    _set_blast_radius(callees, components, nodes)
 
     undeclared = sorted(
         key for key, edge in edges.items() if edge.observed and not edge.declared and not edge.stale
@@ -449,7 +447,7 @@ def _merge(
     return nodes, edges, conflicts
 
 
-def _cycle_order(graph: nx.DiGraph, members: list[str]) -> list[str]:
+def _cycle_order(callees: Mapping[str, list[str]], members: list[str]) -> list[str]:
     """Members in call order: depth-first from the smallest name, smallest callee first."""
     inside = set(members)
     order: list[str] = []
@@ -461,18 +459,66 @@ def _cycle_order(graph: nx.DiGraph, members: list[str]) -> list[str]:
             continue
         seen.add(name)
         order.append(name)
-        callees = sorted((n for n in graph.successors(name) if n in inside), reverse=True)
-        stack.extend(n for n in callees if n not in seen)
+        next_up = sorted((n for n in callees[name] if n in inside), reverse=True)
+        stack.extend(n for n in next_up if n not in seen)
     return order
 
 
+def _strongly_connected_components(callees: Mapping[str, list[str]]) -> list[list[str]]:
+    """Tarjan's algorithm, iteratively: components come out callees first.
+
+    Written out rather than taken from networkx: its graph object costs 25 MiB (import and
+    copy) at 10,000 services, the whole margin of the operator's memory budget. The property
+    tests check it against mutual reachability on random graphs.
+    """
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    components: list[list[str]] = []
+    for root in callees:
+        if root in index:
+            continue
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        work = [(root, iter(callees[root]))]
+        while work:
+            node, pending = work[-1]
+            for callee in pending:
+                if callee not in index:
+                    index[callee] = low[callee] = len(index)
+                    stack.append(callee)
+                    on_stack.add(callee)
+                    work.append((callee, iter(callees[callee])))
+                    break
+                if callee in on_stack:
+                    low[node] = min(low[node], index[callee])
+            else:  # every callee seen: node is done
+                work.pop()
+                if work:
+                    caller = work[-1][0]
+                    low[caller] = min(low[caller], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    components.append(component)
+    return components
+
+
 def _set_blast_radius(
-    graph: nx.DiGraph, components: list[list[str]], nodes: dict[str, Node]
+    callees: Mapping[str, list[str]], components: list[list[str]], nodes: dict[str, Node]
 ) -> None:
     """Count every node's transitive callers at once: bitsets over the condensation DAG.
 
-    Callers are visited before callees, so each component ORs in its callers' sets, which are
-    complete by then: one pass over the edges instead of one traversal per service.
+    Tarjan gives the components callees first, so walking them backwards visits callers
+    before callees: each component ORs in its callers' sets, complete by then. One pass over
+    the edges instead of one traversal per service.
     """
     component_of = {name: i for i, members in enumerate(components) for name in members}
     position = {name: i for i, name in enumerate(nodes)}
@@ -481,13 +527,13 @@ def _set_blast_radius(
         for name in members:
             member_bits[i] |= 1 << position[name]
     callers_of: list[set[int]] = [set() for _ in components]
-    for source, target in graph.edges:
-        a, b = component_of[source], component_of[target]
-        if a != b:
-            callers_of[b].add(a)
+    for source, targets in callees.items():
+        for target in targets:
+            a, b = component_of[source], component_of[target]
+            if a != b:
+                callers_of[b].add(a)
     upstream = [0] * len(components)
-    # graphlib orders each component after its callers (its predecessors).
-    for i in TopologicalSorter(dict(enumerate(callers_of))).static_order():
+    for i in reversed(range(len(components))):
         acc = 0
         for caller in callers_of[i]:
             acc |= upstream[caller] | member_bits[caller]
