@@ -72,6 +72,8 @@ def test_logs_are_json_lines_about_their_object(
     api.kubectl.apply(graph("shop"), sdep("a", "b"), sdep("b", "a"))
     operator = start_operator()  # JSON is the default
     wait_for(lambda: counts(api, "shop") == "2/2", timeout=30)
+    # ServiceDependency statuses come after the graph's: wait for them before stopping.
+    wait_for(lambda: "ServiceDependency objects updated" in operator.log(), timeout=30)
     operator.stop()
 
     lines = [line for line in operator.log().splitlines() if line.strip()]
