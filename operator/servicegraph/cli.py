@@ -312,48 +312,29 @@ def _document(args: argparse.Namespace) -> dict[str, Any]:
 def _live_document(ref: str) -> snapshot.Document:
     """The snapshot of ServiceGraph `ref` ([NAMESPACE/]NAME) as the cluster holds it now: its
     index ConfigMap (status.snapshot.configMap) and the shards carrying the snapshot label."""
-    import re
-
-    import urllib3
-    from kubernetes import client, config
-    from kubernetes.client.exceptions import ApiException
+    from kubernetes import config
 
     from servicegraph.api import GROUP, SERVICE_GRAPH, VERSION
-    from servicegraph.kube import load_client
+    from servicegraph.kube import Kube, KubeError, api_path, load_client
 
     namespace, _, name = ref.rpartition("/")
     if not name or "/" in namespace:
         raise CliError(f"--graph expects [NAMESPACE/]NAME, not {ref!r}")
     try:
-        api_client = load_client()
+        kube = Kube(load_client())
     except (config.ConfigException, OSError, ValueError) as error:
         raise CliError(f"no usable kubeconfig: {error}") from None
     namespace = namespace or _current_namespace()
 
-    def call(what: str, request: Any) -> Any:
+    def get(what: str, path: str, query: dict[str, str] | None = None) -> Any:
         try:
-            return json.loads(request(_preload_content=False, _request_timeout=30).data)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            try:
-                reason = json.loads(error.body or "{}").get("message") or error.reason
-            except ValueError:
-                reason = error.reason
-            raise CliError(f"{what}: {error.status} {reason}") from None
-        except urllib3.exceptions.MaxRetryError as error:  # no answer: say why in a few words
-            cause = re.search(r"\[Errno -?\d+\] [^\"')]+", str(error.reason))
-            why = cause.group(0) if cause else str(error.reason)
-            raise CliError(f"{what}: cannot reach {api_client.configuration.host}: {why}") from None
-        except urllib3.exceptions.HTTPError as error:
-            raise CliError(f"{what}: {error}") from None
+            return kube.request(what, "GET", path, query=query)
+        except KubeError as error:
+            raise CliError(str(error)) from None
 
-    custom, core = client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
-    graph = call(
+    graph = get(
         f"get ServiceGraph {namespace}/{name}",
-        lambda **kw: custom.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, SERVICE_GRAPH.plural, name, **kw
-        ),
+        api_path("apis", GROUP, VERSION, "namespaces", namespace, SERVICE_GRAPH.plural, name),
     )
     if graph is None:
         raise CliError(f"ServiceGraph {namespace}/{name} not found")
@@ -361,11 +342,10 @@ def _live_document(ref: str) -> snapshot.Document:
     status_name = ((graph.get("status") or {}).get("snapshot") or {}).get("configMap")
     config_map = str(status_name or spec_name or f"{name}-graph")
     for attempt in range(3):  # a snapshot being rewritten is read again
-        items = call(
+        items = get(
             f"list configmaps in {namespace}",
-            lambda **kw: core.list_namespaced_config_map(
-                namespace, label_selector=snapshot.snapshot_selector(config_map), **kw
-            ),
+            api_path("api", "v1", "namespaces", namespace, "configmaps"),
+            {"labelSelector": snapshot.snapshot_selector(config_map)},
         )
         by_name = {cm["metadata"]["name"]: cm for cm in (items or {}).get("items") or []}
         if config_map not in by_name:

@@ -241,7 +241,7 @@ class GraphLoop:
         self.poller.restore(
             snapshot.observations_from_document(doc), dict(status.get("observed") or {})
         )
-        self.revision = snapshot.revision_of(snapshot.canonical_json(doc))
+        self.revision = str(index["data"][snapshot.REVISION_KEY])  # decode checked it
         self.cycles_seen = {frozenset(c) for c in doc["cycles"]}
         info = status.get("snapshot") or {}
         if info.get("revision") == self.revision:

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -34,7 +35,7 @@ class KubeError(Exception):
     def __init__(
         self, action: str, status: int, reason: str, *, retry_after: float | None = None
     ) -> None:
-        super().__init__(f"{action}: {status} {reason}".strip())
+        super().__init__(f"{action}: {status} {reason}" if status else f"{action}: {reason}")
         self.status = status
         self.retry_after = retry_after
 
@@ -50,7 +51,8 @@ def load_client() -> client.ApiClient:
     return api_client
 
 
-def _path(*parts: str) -> str:
+def api_path(*parts: str) -> str:
+    """An API path from its segments, each quoted."""
     return "/" + "/".join(quote(part, safe="") for part in parts)
 
 
@@ -85,6 +87,12 @@ class Kube:
                 method, url, header_params=headers, body=body, _request_timeout=TIMEOUT
             )
             data = response.read()  # type: ignore[no-untyped-call]  # untyped in the package
+        except urllib3.exceptions.MaxRetryError as error:  # no answer: say why in a few words
+            cause = re.search(r"\[Errno -?\d+\] [^\"')]+", str(error.reason))
+            why = cause.group(0) if cause else str(error.reason)
+            raise KubeError(
+                action, 0, f"cannot reach {self._api.configuration.host}: {why}"
+            ) from error
         except ApiException as error:  # raised for transport failures, with status 0
             raise KubeError(action, error.status or 0, str(error.reason or "")) from error
         except (OSError, urllib3.exceptions.HTTPError) as error:
@@ -104,24 +112,17 @@ class Kube:
         found = await self._call(
             f"patch status of {plural} {namespace}/{name}",
             "PATCH",
-            _path("apis", GROUP, VERSION, "namespaces", namespace, plural, name, "status"),
+            api_path("apis", GROUP, VERSION, "namespaces", namespace, plural, name, "status"),
             body={"status": status},
             content_type=MERGE_PATCH,
         )
         return found is not None
 
-    async def read_config_map(self, namespace: str, name: str) -> Body | None:
-        return await self._call(
-            f"read configmap {namespace}/{name}",
-            "GET",
-            _path("api", "v1", "namespaces", namespace, "configmaps", name),
-        )
-
     async def list_config_maps(self, namespace: str, label_selector: str) -> list[Body]:
         found = await self._call(
             f"list configmaps in {namespace}",
             "GET",
-            _path("api", "v1", "namespaces", namespace, "configmaps"),
+            api_path("api", "v1", "namespaces", namespace, "configmaps"),
             query={"labelSelector": label_selector},
         )
         return list((found or {}).get("items") or [])
@@ -132,7 +133,7 @@ class Kube:
         `exists` says which to try first; the other is the fallback when it was wrong.
         """
         name = body["metadata"]["name"]
-        collection = _path("api", "v1", "namespaces", namespace, "configmaps")
+        collection = api_path("api", "v1", "namespaces", namespace, "configmaps")
         replace = (f"replace configmap {namespace}/{name}", "PUT", f"{collection}/{quote(name)}")
         if exists and await self._call(*replace, body=body) is not None:
             return
@@ -148,7 +149,7 @@ class Kube:
         await self._call(
             f"delete configmap {namespace}/{name}",
             "DELETE",
-            _path("api", "v1", "namespaces", namespace, "configmaps", name),
+            api_path("api", "v1", "namespaces", namespace, "configmaps", name),
         )
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> str | None:
@@ -156,7 +157,7 @@ class Kube:
         secret = await self._call(
             f"read secret {namespace}/{name}",
             "GET",
-            _path("api", "v1", "namespaces", namespace, "secrets", name),
+            api_path("api", "v1", "namespaces", namespace, "secrets", name),
         )
         value = ((secret or {}).get("data") or {}).get(key)
         return None if value is None else base64.b64decode(value).decode()
@@ -164,9 +165,9 @@ class Kube:
     async def read_peering(self, name: str, namespace: str | None = None) -> Body | None:
         """Kopf's peering object: a ClusterKopfPeering, or a KopfPeering in `namespace`."""
         if namespace is None:
-            path = _path("apis", "kopf.dev", "v1", "clusterkopfpeerings", name)
+            path = api_path("apis", "kopf.dev", "v1", "clusterkopfpeerings", name)
         else:
-            path = _path("apis", "kopf.dev", "v1", "namespaces", namespace, "kopfpeerings", name)
+            path = api_path("apis", "kopf.dev", "v1", "namespaces", namespace, "kopfpeerings", name)
         return await self._call(f"read peering {name}", "GET", path)
 
 

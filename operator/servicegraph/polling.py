@@ -58,10 +58,6 @@ class ObservedPoller:
             series=previous.get("series"),
         )
 
-    def observing(self) -> bool:
-        spec = self.spec()
-        return spec is not None and spec.observed is not None
-
     async def run(self) -> None:
         while True:
             spec = self.spec()
