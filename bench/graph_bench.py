@@ -40,7 +40,8 @@ from servicegraph.graph import (
     Traffic,
     analyse,
 )
-from servicegraph.snapshot import encode, to_document
+from servicegraph.snapshot import to_document
+from servicegraph.snapshot_configmaps import encode
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 STALE_AFTER = timedelta(hours=168)

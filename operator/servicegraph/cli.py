@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from servicegraph import export, settings, snapshot
+from servicegraph import export, settings, snapshot, snapshot_configmaps, snapshot_files
 from servicegraph.api import (
     ObservedSource,
     ServiceDependency,
@@ -296,7 +296,7 @@ def _document(args: argparse.Namespace) -> dict[str, Any]:
                 "--graph reads a live ServiceGraph or picks one in --from; a --snapshot "
                 "file holds one graph already"
             )
-        return snapshot.load_snapshot_file(Path(args.snapshot))
+        return snapshot_files.load_snapshot_file(Path(args.snapshot))
     if not args.paths:
         if args.graph is None:
             raise CliError(
@@ -345,7 +345,7 @@ def _live_document(ref: str) -> snapshot.Document:
         items = get(
             f"list configmaps in {namespace}",
             api_path("api", "v1", "namespaces", namespace, "configmaps"),
-            {"labelSelector": snapshot.snapshot_selector(config_map)},
+            {"labelSelector": snapshot_configmaps.snapshot_selector(config_map)},
         )
         by_name = {cm["metadata"]["name"]: cm for cm in (items or {}).get("items") or []}
         if config_map not in by_name:
@@ -354,7 +354,7 @@ def _live_document(ref: str) -> snapshot.Document:
                 f"{config_map}): is the operator running? See its Ready condition"
             )
         try:
-            return snapshot.decode(by_name[config_map], by_name.get)
+            return snapshot_configmaps.decode(by_name[config_map], by_name.get)
         except snapshot.SnapshotError:
             if attempt == 2:
                 raise

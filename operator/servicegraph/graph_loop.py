@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from servicegraph import snapshot
+from servicegraph import snapshot, snapshot_configmaps
 from servicegraph.api import (
     API_VERSION,
     SERVICE_DEPENDENCY,
@@ -218,7 +218,7 @@ class GraphLoop:
         while True:  # without it the next write would drop the observation history
             try:
                 parts = await self.kube.list_config_maps(
-                    self.namespace, snapshot.snapshot_selector(self.snapshot_name)
+                    self.namespace, snapshot_configmaps.snapshot_selector(self.snapshot_name)
                 )
                 break
             except KubeError as error:
@@ -234,14 +234,14 @@ class GraphLoop:
             index = by_name.get(self.snapshot_name)
             if index is None:
                 return
-            doc = snapshot.decode(index, by_name.get)
+            doc = snapshot_configmaps.decode(index, by_name.get)
         except snapshot.SnapshotError as error:
             self.logger.warning(f"cannot reload the last snapshot of {self.ref}: {error}")
             return
         self.poller.restore(
             snapshot.observations_from_document(doc), dict(status.get("observed") or {})
         )
-        self.revision = str(index["data"][snapshot.REVISION_KEY])  # decode checked it
+        self.revision = str(index["data"][snapshot_configmaps.REVISION_KEY])  # decode checked it
         self.cycles_seen = {frozenset(c) for c in doc["cycles"]}
         info = status.get("snapshot") or {}
         if info.get("revision") == self.revision:
@@ -332,7 +332,7 @@ class GraphLoop:
         an index whose shards are missing."""
         name = self.snapshot_name
         canonical = snapshot.graph_json(graph, graph_ref=(self.namespace, self.name))
-        write = snapshot.encode_json(canonical, name)
+        write = snapshot_configmaps.encode_json(canonical, name)
         del canonical  # tens of megabytes on a large graph; the write holds it gzipped
         if write.revision == self.revision and self.snapshot_info is not None:
             METRICS.snapshot_written.labels(self.namespace, self.name).set_to_current_time()
@@ -346,9 +346,9 @@ class GraphLoop:
             await self.kube.write_config_map(self.namespace, body, exists=exists)
             METRICS.writes.labels("configmap").inc()
         existing = await self.kube.list_config_maps(
-            self.namespace, snapshot.snapshot_selector(name)
+            self.namespace, snapshot_configmaps.snapshot_selector(name)
         )
-        for stale in snapshot.stale_shards(
+        for stale in snapshot_configmaps.stale_shards(
             (cm["metadata"]["name"] for cm in existing), write, name
         ):
             await self.kube.delete_config_map(self.namespace, stale)

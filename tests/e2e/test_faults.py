@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from servicegraph import snapshot
+from servicegraph import snapshot, snapshot_configmaps
 from tests.e2e.test_operator_support import (
     READY,
     SDEP_STATUS_PATCHES,
@@ -58,12 +58,14 @@ def consistent(api: Api, name: str = "shop", ns: str = "shop") -> snapshot.Docum
     by_name = {cm["metadata"]["name"]: cm for cm in snapshot_config_maps(api, cm_name, ns)}
     assert cm_name in by_name, f"no snapshot ConfigMap {cm_name}: {sorted(by_name)}"
     index = by_name[cm_name]
-    doc = snapshot.decode(index, by_name.get)
-    revision = index["data"][snapshot.REVISION_KEY]
+    doc = snapshot_configmaps.decode(index, by_name.get)
+    revision = index["data"][snapshot_configmaps.REVISION_KEY]
     assert info.get("revision") == revision, f"status says {info.get('revision')}, cm {revision}"
     shards = []
-    if snapshot.INDEX_KEY in index["data"]:
-        shards = [s["name"] for s in json.loads(index["data"][snapshot.INDEX_KEY])["shards"]]
+    if snapshot_configmaps.INDEX_KEY in index["data"]:
+        shards = [
+            s["name"] for s in json.loads(index["data"][snapshot_configmaps.INDEX_KEY])["shards"]
+        ]
     assert sorted(by_name) == sorted([cm_name, *shards]), "stale ConfigMaps are left"
     summary = {key: sg["status"][key] for key in doc["summary"]}
     assert summary == doc["summary"], f"status {summary} != snapshot {doc['summary']}"

@@ -1,7 +1,7 @@
 """The operator dies (SIGKILL) while it writes a sharded snapshot, then comes back.
 
 Readers never see a half-written snapshot: the shards of a revision carry it in their names,
-the index that names them is written last, and `snapshot.decode` checks every byte against
+the index that names them is written last, and `decode` checks every byte against
 the revision. The restarted operator reloads the old snapshot (observation history
 included), finishes the new revision and removes the shards nobody names any more.
 """
@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from servicegraph import snapshot
+from servicegraph import snapshot, snapshot_configmaps
 from servicegraph.api import ServiceDependency, ServiceGraphSpec
 from servicegraph.graph import Observation, SourceKind
 from tests.e2e.test_operator_snapshot import random_names
@@ -47,14 +47,14 @@ CM_CREATE = r"/api/v1/namespaces/shop/configmaps$"
 
 def seed(
     api: Api, name: str, manifests: Iterable[dict[str, Any]], observations: list[Observation]
-) -> snapshot.SnapshotWrite:
+) -> snapshot_configmaps.SnapshotWrite:
     """What an earlier run left: the snapshot of ServiceGraph `name` (which must exist) for
     these manifests and observations, shards first. `kubectl create`, not apply: apply would
     copy each megabyte-sized shard into an annotation."""
     uid = jsonpath(api, "servicegraph", name, "{.metadata.uid}")
     declarations = [ServiceDependency.model_validate(m).declaration() for m in manifests]
     analysed = ServiceGraphSpec().analyse(declarations, observations, now=datetime.now(UTC))
-    write = snapshot.encode(
+    write = snapshot_configmaps.encode(
         snapshot.to_document(analysed, graph_ref=("shop", name)), f"{name}-graph"
     )
     bodies = []
@@ -114,7 +114,7 @@ class Readers:
                 self.problems.append(f"{read.__name__}: {error!r}")
 
     def _record(self, doc: snapshot.Document) -> str:
-        revision = snapshot.revision_of(snapshot.canonical_json(doc))
+        revision = snapshot_configmaps.revision_of(snapshot_configmaps.canonical_json(doc))
         self.edges[revision] = len(doc["edges"])
         return revision
 
@@ -137,7 +137,7 @@ class Readers:
             assert index is not None, "the index is never missing"
             time.sleep(0.2)  # a slow reader: the shards it wants may be gone by now
             try:
-                doc = snapshot.decode(index, get)
+                doc = snapshot_configmaps.decode(index, get)
             except snapshot.SnapshotError as error:
                 assert "again" in str(error), error  # a shard went: read again
                 self.piecewise.append("retry")
@@ -188,7 +188,7 @@ def test_sigkill_in_the_middle_of_a_sharded_snapshot_write(
     new_shards = wait_for(lambda: shard_names(api) - old_shards, timeout=5)
     assert 1 <= len(new_shards) < len(old.shards), "killed in the middle of the write"
     index = api.kubectl.get("cm", "big-graph", "-n", "shop")
-    assert index["data"][snapshot.REVISION_KEY] == old.revision
+    assert index["data"][snapshot_configmaps.REVISION_KEY] == old.revision
     assert jsonpath(api, "sg", "big", "{.status.snapshot.revision}") == old.revision
     time.sleep(2)  # readers read the half-written state for a while
     slow.times = 0
@@ -203,7 +203,7 @@ def test_sigkill_in_the_middle_of_a_sharded_snapshot_write(
     recovered_in = time.monotonic() - killed_at
     # Converged: the index names the new revision, exactly its shards exist, the old are gone.
     cms = {cm["metadata"]["name"]: cm for cm in snapshot_config_maps(api, "big-graph")}
-    listing = json.loads(cms["big-graph"]["data"][snapshot.INDEX_KEY])
+    listing = json.loads(cms["big-graph"]["data"][snapshot_configmaps.INDEX_KEY])
     assert listing["revision"] == new_revision
     assert sorted(cms) == sorted(["big-graph", *(s["name"] for s in listing["shards"])])
     assert not set(cms) & old_shards

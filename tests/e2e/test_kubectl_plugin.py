@@ -16,7 +16,7 @@ from typing import Any
 import kmock
 import pytest
 
-from servicegraph import snapshot
+from servicegraph import snapshot_configmaps
 from servicegraph.cli import main
 from tests.e2e.test_operator_support import (
     READY,
@@ -138,7 +138,7 @@ def test_live_export_is_the_snapshot(boutique: Api) -> None:
     api = boutique
     exported = json.loads(ok(plugin(api, "export", "--graph", f"{NS}/{NS}", "-o", "json")))
     stored = snapshot_document(api, f"{NS}-graph", NS)
-    assert exported == json.loads(snapshot.canonical_json(stored))
+    assert exported == json.loads(snapshot_configmaps.canonical_json(stored))
     mermaid = ok(plugin(api, "export", "--graph", f"{NS}/{NS}", "-o", "mermaid"))
     assert mermaid.startswith("flowchart") or mermaid.startswith("graph")
     assert "checkoutservice" in mermaid
@@ -201,7 +201,7 @@ def test_live_query_reassembles_a_sharded_snapshot(
     uid = jsonpath(api, "servicegraph", "big", "{.metadata.uid}")
     assert main(["export", "--from", str(BOUTIQUE), "-o", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    write = snapshot.encode(doc, "big-snapshot", gzip_threshold=0, max_part_bytes=256)
+    write = snapshot_configmaps.encode(doc, "big-snapshot", gzip_threshold=0, max_part_bytes=256)
     assert len(write.shards) > 2
     owner = {
         "apiVersion": "graph.slo-engine.io/v1alpha1",

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from servicegraph import snapshot
+from servicegraph import snapshot_configmaps, snapshot_files
 from servicegraph.api import ServiceDependency
 from servicegraph.graph import Observation, SourceKind
 from tests.e2e.test_operator_support import (
@@ -77,13 +77,18 @@ def test_snapshot_config_map(api: Api, start_operator: StartOperator, tmp_path: 
         }
     ]
     # Argo CD's tracking label stays on the graph: on the ConfigMap it would get it pruned.
-    assert cm["metadata"]["labels"] == {snapshot.SNAPSHOT_LABEL: "shop-graph"}
+    assert cm["metadata"]["labels"] == {snapshot_configmaps.SNAPSHOT_LABEL: "shop-graph"}
     revision = sg["status"]["snapshot"]["revision"]
-    assert cm["metadata"]["annotations"][snapshot.REVISION_ANNOTATION] == revision
-    assert set(cm["data"]) == {snapshot.PLAIN_KEY, snapshot.REVISION_KEY}  # small: plain JSON
+    assert cm["metadata"]["annotations"][snapshot_configmaps.REVISION_ANNOTATION] == revision
+    assert set(cm["data"]) == {
+        snapshot_configmaps.PLAIN_KEY,
+        snapshot_configmaps.REVISION_KEY,
+    }  # small: plain JSON
     assert sg["status"]["snapshot"]["configMap"] == "shop-graph"
     assert sg["status"]["snapshot"]["shards"] == 0
-    assert sg["status"]["snapshot"]["bytes"] == len(cm["data"][snapshot.PLAIN_KEY].encode())
+    assert sg["status"]["snapshot"]["bytes"] == len(
+        cm["data"][snapshot_configmaps.PLAIN_KEY].encode()
+    )
 
     # Its content, as a reader decodes it.
     doc = snapshot_document(api, "shop-graph")
@@ -108,7 +113,7 @@ def test_snapshot_config_map(api: Api, start_operator: StartOperator, tmp_path: 
     assert edges_of(doc) == {("a", "b"), ("b", "c")}
     saved = tmp_path / "snapshot.yaml"
     saved.write_text(api.kubectl("get", "configmap", "shop-graph", "-n", "shop", "-o", "yaml"))
-    assert snapshot.load_snapshot_file(saved) == doc
+    assert snapshot_files.load_snapshot_file(saved) == doc
 
     # spec.snapshot.configMapName names it; the default name is not used then.
     assert jsonpath(api, "sg", "custom", "{.status.snapshot.configMap}") == "custom-snapshot"
@@ -159,8 +164,8 @@ def test_big_snapshot_is_gzipped_and_sharded(api: Api, start_operator: StartOper
     cms = snapshot_config_maps(api, "big-graph")
     assert [cm["metadata"]["name"] for cm in cms] == ["big-graph"]
     (cm,) = cms
-    assert set(cm["binaryData"]) == {snapshot.GZIP_KEY}
-    assert set(cm["data"]) == {snapshot.REVISION_KEY}
+    assert set(cm["binaryData"]) == {snapshot_configmaps.GZIP_KEY}
+    assert set(cm["data"]) == {snapshot_configmaps.REVISION_KEY}
     doc = snapshot_document(api, "big-graph")
     assert len(doc["edges"]) == 800
     assert jsonpath(api, "sg", "big", "{.status.snapshot.shards}") == "0"
@@ -199,16 +204,16 @@ def check_sharded(api: Api) -> list[str]:
     sg = api.kubectl.get("sg", "big", "-n", "shop")
     cms = {cm["metadata"]["name"]: cm for cm in snapshot_config_maps(api, "big-graph")}
     index = cms.pop("big-graph")
-    listing = json.loads(index["data"][snapshot.INDEX_KEY])
-    revision = index["data"][snapshot.REVISION_KEY]
+    listing = json.loads(index["data"][snapshot_configmaps.INDEX_KEY])
+    revision = index["data"][snapshot_configmaps.REVISION_KEY]
     assert sg["status"]["snapshot"]["revision"] == revision
     shards = [s["name"] for s in listing["shards"]]
     assert sorted(cms) == sorted(shards), "exactly the shards of the current revision"
     assert len(shards) == sg["status"]["snapshot"]["shards"] >= 2
     for i, name in enumerate(shards):
-        assert name == snapshot.shard_name("big-graph", revision, i)
+        assert name == snapshot_configmaps.shard_name("big-graph", revision, i)
         assert cms[name]["metadata"]["ownerReferences"][0]["uid"] == sg["metadata"]["uid"]
-        assert len(cms[name]["binaryData"][snapshot.PART_KEY]) < 1_000_000
+        assert len(cms[name]["binaryData"][snapshot_configmaps.PART_KEY]) < 1_000_000
     return shards
 
 

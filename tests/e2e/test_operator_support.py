@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from servicegraph import snapshot
+from servicegraph import snapshot, snapshot_configmaps
 from servicegraph.api import ServiceGraphSpec
 from servicegraph.graph import Observation, ServiceDeclaration
 from tests.support.emulator import Api
@@ -101,7 +101,7 @@ def reasons(api: Api, ns: str, name: str) -> list[tuple[str, str]]:
 
 def snapshot_config_maps(api: Api, name: str, ns: str = "shop") -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = api.kubectl.get(
-        "configmaps", "-n", ns, "-l", snapshot.snapshot_selector(name)
+        "configmaps", "-n", ns, "-l", snapshot_configmaps.snapshot_selector(name)
     )["items"]
     return items
 
@@ -111,7 +111,7 @@ def snapshot_document(api: Api, name: str, ns: str = "shop") -> snapshot.Documen
     items = snapshot_config_maps(api, name, ns)
     by_name = {cm["metadata"]["name"]: cm for cm in items}
     assert name in by_name, f"no snapshot ConfigMap {ns}/{name} among {sorted(by_name)}"
-    return snapshot.decode(by_name[name], by_name.get)
+    return snapshot_configmaps.decode(by_name[name], by_name.get)
 
 
 def edges_of(doc: snapshot.Document) -> set[tuple[str, str]]:
@@ -201,7 +201,7 @@ def seed_snapshot(
     doc = snapshot.to_document(analysed, graph_ref=(ns, graph_name))
     name = parsed.snapshot.config_map_name or f"{graph_name}-graph"
     manifests = []
-    for payload in snapshot.encode(doc, name).in_write_order:
+    for payload in snapshot_configmaps.encode(doc, name).in_write_order:
         body = payload.manifest()
         body["metadata"]["namespace"] = ns
         body["metadata"]["ownerReferences"] = [

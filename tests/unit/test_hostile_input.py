@@ -24,7 +24,7 @@ import yaml
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from servicegraph import export, snapshot
+from servicegraph import export, snapshot, snapshot_configmaps
 from servicegraph.api import API_VERSION, MAX_DEPENDENCIES, ServiceDependency, ServiceGraph
 from servicegraph.cli import main
 from servicegraph.graph import (
@@ -658,9 +658,11 @@ def test_hostile_observed_names_survive_the_engine_and_the_snapshot(
 
     # The snapshot: every encoding round-trips, byte for byte, and so does the graph.
     for threshold in (10**9, 0):
-        write = snapshot.encode(doc, "g-graph", gzip_threshold=threshold, max_part_bytes=2000)
+        write = snapshot_configmaps.encode(
+            doc, "g-graph", gzip_threshold=threshold, max_part_bytes=2000
+        )
         by_name = {p.name: p.manifest() for p in write.in_write_order}
-        assert snapshot.decode(by_name["g-graph"], by_name.get) == doc
+        assert snapshot_configmaps.decode(by_name["g-graph"], by_name.get) == doc
     again = snapshot.graph_from_document(doc)
     assert snapshot.to_document(again, graph_ref=("shop", "g")) == doc
     assert snapshot.observations_from_document(doc) or not observations

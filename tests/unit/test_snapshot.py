@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from servicegraph import snapshot
+from servicegraph import snapshot, snapshot_configmaps, snapshot_files
 from servicegraph.graph import (
     EdgeAttributes,
     Graph,
@@ -24,7 +24,8 @@ from servicegraph.graph import (
     Traffic,
     analyse,
 )
-from servicegraph.snapshot import SnapshotError, SnapshotWrite
+from servicegraph.snapshot import SnapshotError
+from servicegraph.snapshot_configmaps import SnapshotWrite
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 MIB = 1024 * 1024
@@ -255,8 +256,10 @@ def test_observations_reload_so_a_restart_keeps_history() -> None:
 
 
 def test_document_depends_on_content_not_on_the_clock() -> None:
-    first = snapshot.encode(snapshot.to_document(sample_graph(NOW)), "g")
-    later = snapshot.encode(snapshot.to_document(sample_graph(NOW + timedelta(seconds=30))), "g")
+    first = snapshot_configmaps.encode(snapshot.to_document(sample_graph(NOW)), "g")
+    later = snapshot_configmaps.encode(
+        snapshot.to_document(sample_graph(NOW + timedelta(seconds=30))), "g"
+    )
 
     assert first.revision == later.revision
 
@@ -275,7 +278,9 @@ def test_unknown_schema_version_is_refused() -> None:
     with pytest.raises(SnapshotError, match="schemaVersion 2 is not supported"):
         snapshot.graph_from_document(doc)
     with pytest.raises(SnapshotError, match="schemaVersion 2"):
-        snapshot.decode(snapshot.encode(doc, "g").index.manifest(), lambda name: None)
+        snapshot_configmaps.decode(
+            snapshot_configmaps.encode(doc, "g").index.manifest(), lambda name: None
+        )
 
 
 @pytest.mark.parametrize(
@@ -305,17 +310,19 @@ def shards_by_name(write: SnapshotWrite) -> dict[str, dict[str, Any]]:
 
 
 def decode(write: SnapshotWrite) -> dict[str, Any]:
-    return snapshot.decode(write.index.manifest(), shards_by_name(write).get)
+    return snapshot_configmaps.decode(write.index.manifest(), shards_by_name(write).get)
 
 
 def sharded(doc: dict[str, Any] | None = None) -> SnapshotWrite:
-    return snapshot.encode(doc or sample_document(), "g", gzip_threshold=0, max_part_bytes=300)
+    return snapshot_configmaps.encode(
+        doc or sample_document(), "g", gzip_threshold=0, max_part_bytes=300
+    )
 
 
 def test_small_snapshot_is_plain_json() -> None:
     doc = sample_document()
 
-    write = snapshot.encode(doc, "checkout-graph")
+    write = snapshot_configmaps.encode(doc, "checkout-graph")
 
     assert write.shards == []
     assert write.index.name == "checkout-graph"
@@ -329,7 +336,7 @@ def test_small_snapshot_is_plain_json() -> None:
 def test_large_snapshot_is_gzipped() -> None:
     doc = sample_document()
 
-    write = snapshot.encode(doc, "checkout-graph", gzip_threshold=100)
+    write = snapshot_configmaps.encode(doc, "checkout-graph", gzip_threshold=100)
 
     assert write.shards == []
     assert set(write.index.data) == {"revision"}
@@ -362,8 +369,8 @@ def test_larger_snapshot_is_sharded_and_the_index_lists_the_shards() -> None:
 @pytest.mark.parametrize(
     "write",
     [
-        snapshot.encode(sample_document(), "g"),
-        snapshot.encode(sample_document(), "g", gzip_threshold=0),
+        snapshot_configmaps.encode(sample_document(), "g"),
+        snapshot_configmaps.encode(sample_document(), "g", gzip_threshold=0),
         sharded(),
     ],
     ids=["plain", "gzip", "sharded"],
@@ -385,7 +392,7 @@ def test_revision_is_the_hash_of_the_canonical_document() -> None:
     doc = sample_document()
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
-    write = snapshot.encode(doc, "g")
+    write = snapshot_configmaps.encode(doc, "g")
 
     assert write.revision == hashlib.sha256(canonical.encode()).hexdigest()[:16]
     assert write.bytes == len(canonical.encode())
@@ -409,14 +416,14 @@ def test_names_longer_than_kubernetes_allows_are_shortened_distinctly() -> None:
         assert all(len(shard.name) <= 253 for shard in write.shards)
         assert decode(write) == sample_document()
     assert write_a.index.labels != write_b.index.labels
-    assert snapshot.snapshot_selector(long_a) == (
+    assert snapshot_configmaps.snapshot_selector(long_a) == (
         f"graph.slo-engine.io/snapshot={write_a.index.labels['graph.slo-engine.io/snapshot']}"
     )
     assert not {s.name for s in write_a.shards} & {s.name for s in write_b.shards}
 
 
 def sharded_as(name: str) -> SnapshotWrite:
-    return snapshot.encode(sample_document(), name, gzip_threshold=0, max_part_bytes=300)
+    return snapshot_configmaps.encode(sample_document(), name, gzip_threshold=0, max_part_bytes=300)
 
 
 def test_stale_shards_are_those_of_other_revisions_of_the_same_snapshot() -> None:
@@ -425,9 +432,11 @@ def test_stale_shards_are_those_of_other_revisions_of_the_same_snapshot() -> Non
     old = ["g-0123456789-0", "g-0123456789-1"]
     others = ["g", "g-graph", "gx-0123456789-0", "g-0123456789-x", "other-0123456789-0"]
 
-    assert snapshot.stale_shards([*current, *old, *others], write, "g") == old
-    plain = snapshot.encode(sample_document(), "g")
-    assert snapshot.stale_shards([*current, *old, *others], plain, "g") == sorted(current + old)
+    assert snapshot_configmaps.stale_shards([*current, *old, *others], write, "g") == old
+    plain = snapshot_configmaps.encode(sample_document(), "g")
+    assert snapshot_configmaps.stale_shards([*current, *old, *others], plain, "g") == sorted(
+        current + old
+    )
 
 
 def corrupt(manifest: dict[str, Any]) -> None:
@@ -442,7 +451,7 @@ def test_corrupt_shard_is_refused() -> None:
     corrupt(shards[write.shards[1].name])
 
     with pytest.raises(SnapshotError, match="corrupt"):
-        snapshot.decode(write.index.manifest(), shards.get)
+        snapshot_configmaps.decode(write.index.manifest(), shards.get)
 
 
 def test_missing_shard_is_refused() -> None:
@@ -451,7 +460,7 @@ def test_missing_shard_is_refused() -> None:
     del shards[write.shards[-1].name]
 
     with pytest.raises(SnapshotError, match=r"missing.*read the snapshot again"):
-        snapshot.decode(write.index.manifest(), shards.get)
+        snapshot_configmaps.decode(write.index.manifest(), shards.get)
 
 
 def test_shard_of_another_revision_is_refused() -> None:
@@ -461,7 +470,7 @@ def test_shard_of_another_revision_is_refused() -> None:
     shards[write.shards[0].name]["data"]["revision"] = "0" * 16
 
     with pytest.raises(SnapshotError, match="expected part 0 of revision"):
-        snapshot.decode(write.index.manifest(), shards.get)
+        snapshot_configmaps.decode(write.index.manifest(), shards.get)
 
 
 def test_shards_in_the_wrong_order_are_refused() -> None:
@@ -471,7 +480,7 @@ def test_shards_in_the_wrong_order_are_refused() -> None:
     shards[first], shards[second] = shards[second], shards[first]
 
     with pytest.raises(SnapshotError, match="expected part 0"):
-        snapshot.decode(write.index.manifest(), shards.get)
+        snapshot_configmaps.decode(write.index.manifest(), shards.get)
 
 
 def test_index_of_another_revision_is_refused() -> None:
@@ -480,36 +489,38 @@ def test_index_of_another_revision_is_refused() -> None:
     index["data"]["revision"] = "0" * 16
 
     with pytest.raises(SnapshotError, match="expected revision 0000000000000000"):
-        snapshot.decode(index, shards_by_name(write).get)
+        snapshot_configmaps.decode(index, shards_by_name(write).get)
 
 
 @pytest.mark.parametrize("threshold", [10**9, 0], ids=["plain", "gzip"])
 def test_content_that_does_not_match_its_revision_is_refused(threshold: int) -> None:
     doc = sample_document()
-    manifest = snapshot.encode(doc, "g", gzip_threshold=threshold).index.manifest()
-    manifest["data"]["revision"] = snapshot.encode(doc | {"graph": None}, "g").revision
+    manifest = snapshot_configmaps.encode(doc, "g", gzip_threshold=threshold).index.manifest()
+    manifest["data"]["revision"] = snapshot_configmaps.encode(doc | {"graph": None}, "g").revision
 
     with pytest.raises(SnapshotError, match="does not match revision"):
-        snapshot.decode(manifest, lambda name: None)
+        snapshot_configmaps.decode(manifest, lambda name: None)
 
 
 def test_configmap_holding_two_encodings_is_refused() -> None:
     # What a merge patch from plain to gzip would leave behind.
     doc = sample_document()
-    manifest = snapshot.encode(doc, "g", gzip_threshold=0).index.manifest()
-    manifest["data"]["snapshot.json"] = snapshot.encode(doc, "g").index.data["snapshot.json"]
+    manifest = snapshot_configmaps.encode(doc, "g", gzip_threshold=0).index.manifest()
+    manifest["data"]["snapshot.json"] = snapshot_configmaps.encode(doc, "g").index.data[
+        "snapshot.json"
+    ]
 
     with pytest.raises(SnapshotError, match="exactly one of"):
-        snapshot.decode(manifest, lambda name: None)
+        snapshot_configmaps.decode(manifest, lambda name: None)
 
 
 def test_configmap_from_the_kubernetes_client_is_read() -> None:
     # V1ConfigMap.to_dict() spells binaryData as binary_data.
-    write = snapshot.encode(sample_document(), "g", gzip_threshold=0)
+    write = snapshot_configmaps.encode(sample_document(), "g", gzip_threshold=0)
     manifest = write.index.manifest()
     manifest["binary_data"] = manifest.pop("binaryData")
 
-    assert snapshot.decode(manifest, lambda name: None) == sample_document()
+    assert snapshot_configmaps.decode(manifest, lambda name: None) == sample_document()
 
 
 def configmap_size(manifest: dict[str, Any]) -> int:
@@ -520,7 +531,7 @@ def test_twenty_thousand_services_need_shards_and_round_trip() -> None:
     graph = synthetic_graph(services=20_000, calls_each=5)
     doc = snapshot.to_document(graph, graph_ref=("shop", "big"))
 
-    write = snapshot.encode(doc, "big-graph")
+    write = snapshot_configmaps.encode(doc, "big-graph")
 
     assert len(graph.edges) >= 95_000
     assert write.shards, "a 20,000-service snapshot must be sharded"
@@ -562,18 +573,20 @@ def test_file_with_the_document_itself(tmp_path: Path) -> None:
     path = tmp_path / "graph.json"
     path.write_text(json.dumps(sample_document()))
 
-    assert snapshot.load_snapshot_file(path) == sample_document()
+    assert snapshot_files.load_snapshot_file(path) == sample_document()
 
 
 @pytest.mark.parametrize("threshold", [10**9, 0], ids=["plain", "gzip"])
 @pytest.mark.parametrize("dump", [yaml.safe_dump, json.dumps], ids=["yaml", "json"])
 def test_file_with_one_configmap(tmp_path: Path, threshold: int, dump: Any) -> None:
-    manifest = snapshot.encode(sample_document(), "g", gzip_threshold=threshold).index.manifest()
+    manifest = snapshot_configmaps.encode(
+        sample_document(), "g", gzip_threshold=threshold
+    ).index.manifest()
     manifest["metadata"] |= {"namespace": "shop", "resourceVersion": "42"}  # as kubectl shows it
     path = tmp_path / "cm.yaml"
     path.write_text(dump(manifest))
 
-    assert snapshot.load_snapshot_file(path) == sample_document()
+    assert snapshot_files.load_snapshot_file(path) == sample_document()
 
 
 def test_file_with_a_list_of_the_index_and_its_shards(tmp_path: Path) -> None:
@@ -583,7 +596,7 @@ def test_file_with_a_list_of_the_index_and_its_shards(tmp_path: Path) -> None:
     path = tmp_path / "list.yaml"
     path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}))
 
-    assert snapshot.load_snapshot_file(path) == sample_document()
+    assert snapshot_files.load_snapshot_file(path) == sample_document()
 
 
 def test_file_with_a_sharded_configmap_alone_says_how_to_save_it(tmp_path: Path) -> None:
@@ -591,7 +604,7 @@ def test_file_with_a_sharded_configmap_alone_says_how_to_save_it(tmp_path: Path)
     path.write_text(yaml.safe_dump(sharded().index.manifest()))
 
     with pytest.raises(SnapshotError, match=r"kubectl get cm -l graph\.slo-engine\.io/snapshot=g"):
-        snapshot.load_snapshot_file(path)
+        snapshot_files.load_snapshot_file(path)
 
 
 @pytest.mark.parametrize(
@@ -604,21 +617,23 @@ def test_file_that_is_not_a_snapshot_is_refused(tmp_path: Path, content: bytes) 
     path.write_bytes(content)
 
     with pytest.raises(SnapshotError):
-        snapshot.load_snapshot_file(path)
+        snapshot_files.load_snapshot_file(path)
 
 
 def test_list_with_two_snapshots_is_refused(tmp_path: Path) -> None:
-    items = [snapshot.encode(sample_document(), name).index.manifest() for name in ("g", "h")]
+    items = [
+        snapshot_configmaps.encode(sample_document(), name).index.manifest() for name in ("g", "h")
+    ]
     path = tmp_path / "list.json"
     path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
 
     with pytest.raises(SnapshotError, match="found 2"):
-        snapshot.load_snapshot_file(path)
+        snapshot_files.load_snapshot_file(path)
 
 
 def test_graph_json_is_the_canonical_json_of_the_document() -> None:
     """The operator builds the JSON an edge at a time; it must be the very same bytes."""
     graph = snapshot.graph_from_document(sample_document())
     for ref in (None, ("shop", "checkout-graph")):
-        expected = snapshot.canonical_json(snapshot.to_document(graph, graph_ref=ref))
+        expected = snapshot_configmaps.canonical_json(snapshot.to_document(graph, graph_ref=ref))
         assert snapshot.graph_json(graph, graph_ref=ref) == expected
