@@ -127,23 +127,35 @@ class Kube:
         )
         return list((found or {}).get("items") or [])
 
-    async def write_config_map(self, namespace: str, body: Body, *, exists: bool) -> None:
-        """Replace the ConfigMap whole (keys it no longer has must go), or create it.
+    async def read_config_map(self, namespace: str, name: str) -> Body | None:
+        return await self._call(
+            f"read configmap {namespace}/{name}",
+            "GET",
+            api_path("api", "v1", "namespaces", namespace, "configmaps", name),
+        )
 
-        `exists` says which to try first; the other is the fallback when it was wrong.
-        """
+    async def create_config_map(self, namespace: str, body: Body) -> None:
+        """Create it; a KubeError with status 409 when one of that name exists."""
         name = body["metadata"]["name"]
-        collection = api_path("api", "v1", "namespaces", namespace, "configmaps")
-        replace = (f"replace configmap {namespace}/{name}", "PUT", f"{collection}/{quote(name)}")
-        if exists and await self._call(*replace, body=body) is not None:
-            return
-        try:
-            await self._call(f"create configmap {namespace}/{name}", "POST", collection, body=body)
-        except KubeError as error:
-            if error.status != 409:
-                raise
-            if await self._call(*replace, body=body) is None:  # "already exists", yet gone
-                raise KubeError(replace[0], 404, "not found after a conflict") from error
+        await self._call(
+            f"create configmap {namespace}/{name}",
+            "POST",
+            api_path("api", "v1", "namespaces", namespace, "configmaps"),
+            body=body,
+        )
+
+    async def replace_config_map(self, namespace: str, body: Body) -> bool:
+        """Replace it whole (keys it no longer has must go); False when it does not exist.
+
+        With `metadata.resourceVersion` set, a 409 says someone else changed it since."""
+        name = body["metadata"]["name"]
+        found = await self._call(
+            f"replace configmap {namespace}/{name}",
+            "PUT",
+            api_path("api", "v1", "namespaces", namespace, "configmaps", name),
+            body=body,
+        )
+        return found is not None
 
     async def delete_config_map(self, namespace: str, name: str) -> None:
         await self._call(

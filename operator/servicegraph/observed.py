@@ -45,6 +45,7 @@ from servicegraph.api import (
     ObservedSource,
     parse_duration,
 )
+from servicegraph.backoff import retry_delay
 from servicegraph.graph import EdgeAttributes, Observation, SourceKind, Traffic
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 DEFAULT_METRIC_PREFIX: Final = "traces_service_graph"
 MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
 MAX_BACKOFF_SECONDS: Final = 30.0
+_JITTER = random.Random()
 MAX_NAME_LENGTH: Final = 253
 QUANTILE: Final = 0.95
 QUERY_PATH: Final = "/api/v1/query"
@@ -439,12 +441,6 @@ def classify_status(
     )
 
 
-def backoff_delay(attempt: int, backoff: float, rng: random.Random | None = None) -> float:
-    """Full jitter: a random time up to backoff * 2**(attempt-1) seconds, capped."""
-    ceiling = min(MAX_BACKOFF_SECONDS, backoff * 2 ** (attempt - 1))
-    return (rng or random).uniform(0, ceiling) if ceiling > 0 else 0.0
-
-
 # --- internals ---------------------------------------------------------------------------------
 
 
@@ -502,7 +498,7 @@ async def _query_with_retries(
                     error.reason, f"{error.message} (after {attempt} attempts)"
                 ) from None
             raise error
-        delay = backoff_delay(attempt, backoff)
+        delay = retry_delay(attempt, base=backoff, cap=MAX_BACKOFF_SECONDS, jitter=_JITTER)
         log.debug(
             "Prometheus query failed (%s: %s), attempt %d of %d, retrying in %.2fs",
             error.reason.value,

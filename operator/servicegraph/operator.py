@@ -1,8 +1,8 @@
 """Kopf handlers: thin translators from cluster events to the graph loops.
 
 - ServiceDependency objects live in an in-memory index (no API writes to build a graph);
-- every change to an index wakes the graph loops through one ChangeSignal, and the loops
-  fold bursts of changes into one recomputation;
+- a change to an index wakes the graph loops that select the changed object, each through
+  its own ChangeSignal, and the loops fold bursts of changes into one recomputation;
 - each ServiceGraph runs a daemon: its GraphLoop.
 """
 
@@ -18,7 +18,8 @@ from typing import Any
 import kopf
 
 from servicegraph.api import GROUP, SERVICE_DEPENDENCY, SERVICE_GRAPH, VERSION
-from servicegraph.graph_loop import GraphLoop, IndexedDependency, IndexedGraph
+from servicegraph.graph_loop import GraphLoop
+from servicegraph.indexing import IndexedDependency, IndexedGraph
 from servicegraph.kube import Kube, KubeError, load_client
 from servicegraph.settings import OperatorSettings
 from servicegraph.signals import SignalHub
@@ -86,48 +87,55 @@ async def dependency_index(
     spec: kopf.Spec,
     meta: kopf.Meta,
     status: kopf.Status,
-    resource: kopf.Resource,
-    memo: Any,
     **_: Any,
 ) -> dict[tuple[str, str], IndexedDependency]:
     entry = IndexedDependency.from_object(
         namespace or "", name, dict(labels), dict(spec), meta.get("generation"), dict(status)
     )
-    await _wake_on_change(memo, resource, entry)
     return {(entry.namespace, entry.name): entry}
 
 
 @kopf.index(GROUP, VERSION, SERVICE_GRAPH.plural)
 async def graph_index(
-    *,
-    namespace: str | None,
-    name: str,
-    spec: kopf.Spec,
-    resource: kopf.Resource,
-    memo: Any,
-    **_: Any,
+    *, namespace: str | None, name: str, spec: kopf.Spec, **_: Any
 ) -> dict[tuple[str, str], IndexedGraph]:
     entry = IndexedGraph.from_object(namespace or "", name, dict(spec))
-    await _wake_on_change(memo, resource, entry)
     return {(entry.namespace, entry.name): entry}
 
 
-async def _wake_on_change(memo: Any, resource: kopf.Resource, entry: Any) -> None:
-    """Wake the graph loops when what a graph is built from changed (not on status writes:
-    the entries leave status out of their equality)."""
-    key = (resource.plural, entry.namespace, entry.name)
-    if memo["last_seen"].get(key) != entry:
-        memo["last_seen"][key] = entry
-        await memo["signals"].notify_all()
+# Event handlers run after Kopf has updated the indexes with the same event: a loop woken
+# from here finds the new entry (an index function runs before its result is stored).
+@kopf.on.event(GROUP, VERSION, SERVICE_DEPENDENCY.plural)
+async def wake_on_dependency(*, namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
+    key = (namespace or "", name)
+    entry = _entry(kwargs["dependency_index"], key)
+    before = memo["last_seen"].get((SERVICE_DEPENDENCY.plural, *key))
+    if entry == before:  # a status write of ours: the entries leave status out of equality
+        return
+    _remember(memo, SERVICE_DEPENDENCY.plural, key, entry)
+    await memo["signals"].notify_selecting(before, entry)
 
 
-@kopf.on.event(GROUP, VERSION, SERVICE_DEPENDENCY.plural, when=lambda type, **_: type == "DELETED")
-@kopf.on.event(GROUP, VERSION, SERVICE_GRAPH.plural, when=lambda type, **_: type == "DELETED")
-async def wake_on_deletion(
-    *, body: kopf.Body, resource: kopf.Resource, memo: Any, **_: Any
-) -> None:
-    memo["last_seen"].pop((resource.plural, body.metadata.namespace, body.metadata.name), None)
+@kopf.on.event(GROUP, VERSION, SERVICE_GRAPH.plural)
+async def wake_on_graph(*, namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
+    key = (namespace or "", name)
+    entry = _entry(kwargs["graph_index"], key)
+    if entry == memo["last_seen"].get((SERVICE_GRAPH.plural, *key)):
+        return
+    _remember(memo, SERVICE_GRAPH.plural, key, entry)
     await memo["signals"].notify_all()
+
+
+def _entry(index: kopf.Index[tuple[str, str], Any], key: tuple[str, str]) -> Any:
+    store = index.get(key)
+    return next(iter(store), None) if store is not None else None
+
+
+def _remember(memo: Any, plural: str, key: tuple[str, str], entry: Any) -> None:
+    if entry is None:  # deleted
+        memo["last_seen"].pop((plural, *key), None)
+    else:
+        memo["last_seen"][(plural, *key)] = entry
 
 
 @kopf.daemon(GROUP, VERSION, SERVICE_GRAPH.plural, cancellation_timeout=5.0)
@@ -162,6 +170,11 @@ async def graph_daemon(
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running  # a crash of the loop propagates: Kopf restarts the daemon
+    if stopped.reason is not None and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
+        try:
+            await loop.release()
+        except KubeError as error:  # the next graph to recompute releases them instead
+            logger.warning(f"could not release the objects of a deleted graph: {error}")
 
 
 def _values(index: kopf.Index[Any, Any]) -> Iterable[Any]:

@@ -10,11 +10,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from servicegraph.api import ObservedSource, SecretKeyRef, ServiceGraphSpec, parse_duration
-from servicegraph.graph import Observation, merge_observations
+from servicegraph.graph import Observation, merge_observations, prune_observations
 from servicegraph.kube import Kube, KubeError
 from servicegraph.observed import ObservedSourceError, PrometheusQuery, poll
 from servicegraph.status import ObservedState, timestamp
@@ -57,6 +57,13 @@ class ObservedPoller:
             last_error=previous.get("lastError"),
             series=previous.get("series"),
         )
+
+    def prune(self, now: datetime, retention: float) -> int:
+        """Forget what no source has seen within `retention` seconds; how many were dropped."""
+        self.observations, pruned = prune_observations(
+            self.observations, now=now, retention=timedelta(seconds=retention)
+        )
+        return pruned
 
     async def run(self) -> None:
         while True:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from typing import Any
 
 
 class ChangeSignal:
@@ -54,18 +56,26 @@ class ChangeSignal:
 
 
 class SignalHub:
-    """One ChangeSignal per graph loop: a changed ServiceDependency wakes them all, a finished
-    Prometheus poll wakes only its own graph."""
+    """One ChangeSignal per graph loop, with what the loop selects: a changed
+    ServiceDependency wakes the graphs that select it (before or after the change), a changed
+    ServiceGraph wakes them all (it may take objects from another), a finished Prometheus
+    poll wakes only its own graph."""
 
     def __init__(self) -> None:
-        self._signals: set[ChangeSignal] = set()
+        self._signals: dict[ChangeSignal, Callable[[Any], bool]] = {}
 
-    def add(self, signal: ChangeSignal) -> None:
-        self._signals.add(signal)
+    def add(self, signal: ChangeSignal, selects: Callable[[Any], bool]) -> None:
+        self._signals[signal] = selects
 
     def discard(self, signal: ChangeSignal) -> None:
-        self._signals.discard(signal)
+        self._signals.pop(signal, None)
 
     async def notify_all(self) -> None:
         for signal in list(self._signals):
             await signal.notify()
+
+    async def notify_selecting(self, *entries: Any) -> None:
+        """Wake the loops that select any of `entries` (None entries are skipped)."""
+        for signal, selects in list(self._signals.items()):
+            if any(entry is not None and selects(entry) for entry in entries):
+                await signal.notify()

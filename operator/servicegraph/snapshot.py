@@ -6,6 +6,7 @@ Pure: no Kubernetes client. How the document is stored in ConfigMaps is
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -68,6 +69,26 @@ def graph_json(graph: Graph, *, graph_ref: tuple[str, str] | None = None) -> byt
         out += b"]"
     out += b"}"
     return bytes(out)
+
+
+@without_gc
+def topology_of(graph: Graph) -> str:
+    """A hash of what the snapshot says about the graph's shape, leaving out what moves with
+    every poll (lastSeen, request and error rates, latencies).
+
+    Nodes, edges, their sources and attributes, stale flags, cycles, drift and conflicts are
+    all in it: when it changes the snapshot is written at once; when only the moving figures
+    change, at most once per `spec.snapshot.minInterval`.
+    """
+    digest = hashlib.sha256(orjson.dumps(_document_head(graph, None), option=orjson.OPT_SORT_KEYS))
+    for key in sorted(graph.edges):
+        edge = graph.edges[key]
+        kinds = sorted(kind.value for kind in edge.sources)
+        attributes = _attributes_document(edge.attributes)
+        digest.update(
+            orjson.dumps([*key, edge.stale, kinds, attributes], option=orjson.OPT_SORT_KEYS)
+        )
+    return digest.hexdigest()[:16]
 
 
 def _document_head(graph: Graph, graph_ref: tuple[str, str] | None) -> Document:

@@ -34,6 +34,8 @@ from servicegraph.snapshot import SCHEMA_VERSION, Document, SnapshotError, check
 
 SNAPSHOT_LABEL = "graph.slo-engine.io/snapshot"
 REVISION_ANNOTATION = "graph.slo-engine.io/revision"
+# On the index: the `snapshot.topology_of` hash of the graph it holds.
+TOPOLOGY_ANNOTATION = "graph.slo-engine.io/topology"
 PLAIN_KEY = "snapshot.json"
 GZIP_KEY = "snapshot.json.gz"
 INDEX_KEY = "index.json"
@@ -309,3 +311,11 @@ def _gunzip(packed: bytes, name: str) -> bytes:
         return gzip.decompress(packed)
     except (OSError, EOFError, zlib.error) as error:
         raise SnapshotError(f"ConfigMap {name}: invalid gzip: {error}") from error
+
+
+def decode_listed(items: Iterable[Mapping[str, Any]], name: str) -> Document | None:
+    """The document of snapshot `name` among the ConfigMaps listed with its
+    `snapshot_selector`; None when its index is not among them."""
+    by_name = {name_of(item): item for item in items}
+    index = by_name.get(name)
+    return None if index is None else decode(index, by_name.get)

@@ -82,19 +82,21 @@ def graph_status(
     generation: int | None,
     previous: Mapping[str, Any],
     snapshot: SnapshotInfo | None,
-    snapshot_error: str | None,
+    problem: tuple[str, str] | None,
     observed: ObservedState | None,
     now: datetime,
 ) -> Body:
-    """A ServiceGraph's status: counts, samples and conditions; never per-service lists."""
+    """A ServiceGraph's status: counts, samples and conditions; never per-service lists.
+
+    `problem` is the (reason, message) that keeps the graph from being Ready, if any."""
     summary = graph.summary()
     conditions = previous.get("conditions") or []
-    if snapshot_error:
+    if problem is not None:
         ready = condition(
             "Ready",
             False,
-            "SnapshotWriteFailed",
-            snapshot_error,
+            problem[0],
+            problem[1],
             generation=generation,
             previous=conditions,
             now=now,
@@ -260,3 +262,48 @@ def invalid_dependency_status(
         "unresolvedTargets": [],
         "inCycle": False,
     }
+
+
+def comparable(previous: Mapping[str, Any], desired: Mapping[str, Any]) -> Body:
+    """The part of the current status that `desired` would set, for an equality test."""
+    return {key: previous.get(key) for key in desired}
+
+
+def not_selected_status(
+    *, generation: int | None, previous: Mapping[str, Any], now: datetime
+) -> Body:
+    """For an object no ServiceGraph selects any more: whatever graph it was in is gone."""
+    accepted = condition(
+        "Accepted",
+        None,
+        "NotSelected",
+        "no ServiceGraph selects this object",
+        generation=generation,
+        previous=previous.get("conditions") or [],
+        now=now,
+    )
+    return {
+        "observedGeneration": generation,
+        "conditions": [accepted],
+        "resolvedTargets": [],
+        "unresolvedTargets": [],
+        "inCycle": False,
+    }
+
+
+def invalid_graph_status(
+    message: str, *, generation: int | None, previous: Mapping[str, Any], now: datetime
+) -> Body:
+    """For a ServiceGraph whose spec the API server let through but the graph cannot use."""
+    conditions = previous.get("conditions") or []
+    ready = condition(
+        "Ready",
+        False,
+        "InvalidSpec",
+        message,
+        generation=generation,
+        previous=conditions,
+        now=now,
+    )
+    kept = [c for c in conditions if c.get("type") != "Ready"]
+    return {"observedGeneration": generation, "conditions": [ready, *kept]}

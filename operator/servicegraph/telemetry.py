@@ -6,7 +6,6 @@ Metrics are labelled by ServiceGraph namespace and name only, never per service:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -66,6 +65,20 @@ class Metrics:
             "Writes to the Kubernetes API by target: servicegraph-status, "
             "servicedependency-status, configmap.",
             ("target",),
+        )
+    )
+    snapshot_writes: Counter = field(
+        default_factory=lambda: Counter(
+            "servicegraph_snapshot_writes",
+            "New snapshot revisions written (each is one or more ConfigMap writes).",
+            _GRAPH,
+        )
+    )
+    pruned_observations: Counter = field(
+        default_factory=lambda: Counter(
+            "servicegraph_observations_pruned",
+            "Observed edges dropped because no source saw them within spec.observed.retention.",
+            _GRAPH,
         )
     )
     snapshot_bytes: Gauge = field(
@@ -130,14 +143,13 @@ class Metrics:
         self.drift.labels(namespace, name).set(summary.drift)
 
     def forget_graph(self, namespace: str, name: str) -> None:
-        """Drop a deleted graph's series, or alerts would fire on a graph that is gone."""
-        for metric in (
-            self.services, self.edges, self.cycles, self.stale_edges, self.drift,
-            self.snapshot_bytes, self.snapshot_shards, self.snapshot_written,
-            self.observed_healthy,
-        ):  # fmt: skip
-            with contextlib.suppress(KeyError):  # never set for this graph
-                metric.remove(namespace, name)
+        """Drop every series of a deleted graph, or alerts would fire on a graph that is gone."""
+        for metric in vars(self).values():
+            if tuple(metric._labelnames[:2]) != _GRAPH:  # not per graph
+                continue
+            # Families with more labels (poll errors by reason) have one series per value.
+            for labels in [key for key in metric._metrics if key[:2] == (namespace, name)]:
+                metric.remove(*labels)
 
 
 METRICS = Metrics()

@@ -161,7 +161,7 @@ def test_operator_status_of_a_reconciled_graph_is_healthy(tmp_path: Path) -> Non
         generation=4,
         previous={},
         snapshot=SNAPSHOT,
-        snapshot_error=None,
+        problem=None,
         observed=None,
         now=NOW,
     )
@@ -180,7 +180,7 @@ def test_operator_status_with_a_cycle_stays_healthy_and_says_so(tmp_path: Path) 
         generation=1,
         previous={},
         snapshot=SNAPSHOT,
-        snapshot_error=None,
+        problem=None,
         observed=None,
         now=NOW,
     )
@@ -196,7 +196,7 @@ def test_operator_status_without_a_snapshot_is_degraded(tmp_path: Path) -> None:
         generation=1,
         previous={},
         snapshot=None,
-        snapshot_error=error,
+        problem=("SnapshotWriteFailed", error),
         observed=None,
         now=NOW,
     )

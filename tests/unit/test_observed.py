@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from servicegraph.api import ObservedSource, PrometheusEndpoint, SecretKeyRef
+from servicegraph.backoff import retry_delay
 from servicegraph.graph import EdgeAttributes, SourceKind, Traffic
 from servicegraph.observed import (
     MAX_BACKOFF_SECONDS,
@@ -24,7 +25,6 @@ from servicegraph.observed import (
     PrometheusQuery,
     Reason,
     Sample,
-    backoff_delay,
     classify_status,
     observations_from_samples,
     parse_vector,
@@ -320,10 +320,19 @@ def test_backoff_is_full_jitter_doubling_and_capped() -> None:
     rng = random.Random(7)
     for attempt in range(1, 12):
         ceiling = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (attempt - 1))
-        delays = [backoff_delay(attempt, 0.5, rng) for _ in range(200)]
+        delays = [
+            retry_delay(attempt, base=0.5, cap=MAX_BACKOFF_SECONDS, jitter=rng) for _ in range(200)
+        ]
         assert all(0 <= d <= ceiling for d in delays)
         assert max(delays) > ceiling * 0.8  # spread over the whole range
-    assert backoff_delay(3, 0.0) == 0.0
+    assert retry_delay(3, base=0.0, jitter=rng) == 0.0
+
+
+def test_backoff_never_undercuts_retry_after() -> None:
+    assert [retry_delay(n) for n in (1, 2, 3, 7, 8)] == [1, 2, 4, 60, 60]
+    assert retry_delay(1, 3.0) == 3.0
+    assert retry_delay(1, 3600.0) == 60.0  # a server asking for an hour is capped
+    assert retry_delay(1, 3.0, jitter=random.Random(1)) >= 3.0
 
 
 def test_the_error_carries_reason_and_message() -> None:

@@ -1,0 +1,164 @@
+"""The statuses of the ServiceDependency objects a graph owns, written where they changed.
+
+An object selected by several graphs is reported by one of them: a graph in the object's
+own namespace first, else the first by namespace and name; so two graphs never fight over
+one status, and a graph elsewhere never speaks for an object that has a graph at home.
+An object no graph selects any more is told so (`Accepted` Unknown, `NotSelected`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from servicegraph.api import SERVICE_DEPENDENCY
+from servicegraph.graph import Graph
+from servicegraph.indexing import IndexedDependency, IndexedGraph, ObjectKey
+from servicegraph.kube import Kube, KubeError
+from servicegraph.status import (
+    comparable,
+    dependency_status,
+    invalid_dependency_status,
+    not_selected_status,
+)
+from servicegraph.telemetry import METRICS
+
+Body = dict[str, Any]
+
+
+def status_owner(dep: IndexedDependency, graphs: Iterable[IndexedGraph]) -> IndexedGraph | None:
+    """The graph that reports `dep`'s status, if any selects it."""
+    selecting = [g for g in graphs if g.selects(dep)]
+    return min(
+        selecting, key=lambda g: (g.namespace != dep.namespace, g.namespace, g.name), default=None
+    )
+
+
+def _says_selected(dep: IndexedDependency) -> bool:
+    accepted = next(
+        (c for c in dep.status.get("conditions") or [] if c.get("type") == "Accepted"), None
+    )
+    return accepted is not None and accepted.get("reason") != "NotSelected"
+
+
+class DependencyStatuses:
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        ref: tuple[str, str],
+        concurrency: int,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
+        self.kube = kube
+        self.ref = ref
+        self.concurrency = concurrency
+        self.logger = logger
+        # What this loop wrote and the index may not show yet: not written twice.
+        self.written: dict[ObjectKey, Body] = {}
+
+    async def write(
+        self,
+        selected: Sequence[IndexedDependency],
+        everyone: Callable[[], Iterable[IndexedDependency]],
+        graphs: Sequence[IndexedGraph],
+        graph: Graph | None,
+        now: datetime,
+    ) -> None:
+        """Write every status that should change: of the `selected` objects this graph owns,
+        and of objects no graph selects any more. A few workers share one lazy sequence of
+        changes: ten thousand statuses never sit in memory at once, as tasks or as dicts.
+
+        `graph` None: this graph is going away; release what only it selected."""
+        changes = self._changes(selected, everyone, graphs, graph, now)
+        failures: list[KubeError] = []
+        written = 0
+
+        async def worker() -> None:
+            nonlocal written
+            for key, status in changes:  # each change is taken by one worker
+                error = await self._write_one(key, status)
+                if error is None:
+                    written += 1
+                else:
+                    failures.append(error)
+
+        await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+        if written or failures:
+            self.logger.info(f"statuses of {written} ServiceDependency objects updated")
+        if failures:  # the others are written; these are retried with backoff
+            raise failures[0]
+
+    def _changes(
+        self,
+        selected: Sequence[IndexedDependency],
+        everyone: Callable[[], Iterable[IndexedDependency]],
+        graphs: Sequence[IndexedGraph],
+        graph: Graph | None,
+        now: datetime,
+    ) -> Iterator[tuple[ObjectKey, Body]]:
+        ordered = sorted(graphs, key=lambda g: (g.namespace, g.name))
+        if graph is None:  # going away: the others decide
+            ordered = [g for g in ordered if (g.namespace, g.name) != self.ref]
+        ref = "/".join(self.ref)
+        for dep in selected if graph is not None else ():
+            assert graph is not None  # for the type checker
+            owner = status_owner(dep, ordered)
+            if owner is None or (owner.namespace, owner.name) != self.ref:
+                continue
+            previous = self._previous(dep)
+            if dep.declaration is None:
+                desired = invalid_dependency_status(
+                    dep.error or "invalid spec",
+                    generation=dep.generation,
+                    previous=previous,
+                    now=now,
+                )
+            else:
+                desired = dependency_status(
+                    dep.declaration,
+                    graph,
+                    graph_ref=ref,
+                    generation=dep.generation,
+                    previous=previous,
+                    now=now,
+                )
+            if desired != comparable(previous, desired):
+                yield (dep.namespace, dep.name), desired
+        # Objects nobody selects are released by one loop: the first graph's, or by a graph
+        # as it goes (for the objects it selected).
+        if graph is None:
+            candidates: Iterable[IndexedDependency] = selected
+        elif ordered and (ordered[0].namespace, ordered[0].name) == self.ref:
+            candidates = everyone()
+        else:
+            return
+        for dep in candidates:
+            if not _says_selected(dep) or status_owner(dep, ordered) is not None:
+                continue
+            previous = self._previous(dep)
+            desired = not_selected_status(generation=dep.generation, previous=previous, now=now)
+            if desired != comparable(previous, desired):
+                yield (dep.namespace, dep.name), desired
+
+    def _previous(self, dep: IndexedDependency) -> Body | Mapping[str, Any]:
+        """The object's status as this loop last wrote it, until the index shows it."""
+        key = (dep.namespace, dep.name)
+        written = self.written.get(key)
+        if written is not None and comparable(dep.status, written) == written:
+            del self.written[key]  # the index has caught up: forget our copy
+            written = None
+        return written or dep.status
+
+    async def _write_one(self, key: ObjectKey, status: Body) -> KubeError | None:
+        try:
+            if await self.kube.patch_status(SERVICE_DEPENDENCY.plural, *key, status):
+                self.written[key] = status
+                METRICS.writes.labels("servicedependency-status").inc()
+        except KubeError as error:
+            self.logger.warning(f"status of ServiceDependency {key[0]}/{key[1]}: {error}")
+            return error
+        return None

@@ -1,0 +1,82 @@
+"""What the in-memory indexes keep of our objects: no more than the graphs need."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from servicegraph.api import ServiceDependency, ServiceGraphSpec
+from servicegraph.graph import ServiceDeclaration
+
+ObjectKey = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True)
+class IndexedDependency:
+    """What the in-memory index keeps of one ServiceDependency: no more than the graph needs."""
+
+    namespace: str
+    name: str
+    labels: Mapping[str, str]
+    generation: int | None
+    declaration: ServiceDeclaration | None
+    error: str | None = None
+    status: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_object(
+        cls,
+        namespace: str,
+        name: str,
+        labels: Mapping[str, str],
+        spec: Mapping[str, Any],
+        generation: int | None,
+        status: Mapping[str, Any],
+    ) -> IndexedDependency:
+        managed = {key: status[key] for key in _DEPENDENCY_STATUS_KEYS if key in status}
+        try:
+            obj = ServiceDependency.model_validate(
+                {"metadata": {"name": name, "namespace": namespace}, "spec": dict(spec)}
+            )
+        except ValidationError as error:
+            return cls(
+                namespace, name, dict(labels), generation, None, _first_error(error), managed
+            )
+        return cls(namespace, name, dict(labels), generation, obj.declaration(), None, managed)
+
+
+_DEPENDENCY_STATUS_KEYS = (
+    "observedGeneration",
+    "conditions",
+    "resolvedTargets",
+    "unresolvedTargets",
+    "inCycle",
+)
+
+
+@dataclass(frozen=True)
+class IndexedGraph:
+    namespace: str
+    name: str
+    spec: ServiceGraphSpec | None  # None: invalid, selects nothing until fixed
+    error: str | None = None
+
+    @classmethod
+    def from_object(cls, namespace: str, name: str, spec: Mapping[str, Any]) -> IndexedGraph:
+        try:
+            return cls(namespace, name, ServiceGraphSpec.model_validate(dict(spec)))
+        except ValidationError as error:
+            return cls(namespace, name, None, _first_error(error))
+
+    def selects(self, dep: IndexedDependency) -> bool:
+        return self.spec is not None and self.spec.selector.selects(
+            dep.namespace, dep.labels, self.namespace
+        )
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
