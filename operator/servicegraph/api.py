@@ -7,14 +7,25 @@ enum or range changes here and nowhere else.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    JsonValue,
+    StringConstraints,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
 from servicegraph.graph import (
     EdgeAttributes,
@@ -33,8 +44,12 @@ CATEGORY = "slo-engine"
 # What OpenTelemetry's service.name looks like in practice; anything else (spaces, quotes,
 # braces) could not be a real service and would be unsafe to paste into PromQL or JSONPath.
 SERVICE_NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$"
-# Go / Prometheus durations as users write them: 30s, 15m, 1h30m, 168h.
-DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d|w))+$"
+# Go / Prometheus durations as users write them: 30s, 15m, 1h30m, 168h, 7d, 2w. At most nine
+# digits a term and 32 characters in all (DURATION_MAX_LENGTH), so no duration exceeds about
+# 1.8e18 ms: the CRD's CEL rules count in int64 milliseconds and cannot overflow, and neither
+# can Python's float (a 30-digit "staleAfter" used to crash `timedelta`).
+DURATION_PATTERN = r"^([0-9]{1,9}(ms|s|m|h|d|w))+$"
+DURATION_MAX_LENGTH = 32
 METRIC_PREFIX_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -43,7 +58,9 @@ CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 ServiceName = Annotated[
     str, StringConstraints(min_length=1, max_length=253, pattern=SERVICE_NAME_PATTERN)
 ]
-Duration = Annotated[str, StringConstraints(max_length=32, pattern=DURATION_PATTERN)]
+Duration = Annotated[
+    str, StringConstraints(max_length=DURATION_MAX_LENGTH, pattern=DURATION_PATTERN)
+]
 ResourceName = Annotated[
     str, StringConstraints(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
 ]
@@ -55,6 +72,109 @@ ShortText = Annotated[str, StringConstraints(max_length=253)]
 
 MAX_DEPENDENCIES = 512
 MAX_SAMPLES = 10
+# A cycle sample holds its first MAX_CYCLE_SAMPLE_NAMES members and then, for a longer cycle,
+# one "and N more" entry (see `cycle_sample`).
+MAX_CYCLE_SAMPLE_NAMES = 20
+MAX_LAST_ERROR = 1024
+MAX_CONDITIONS = 32
+# RFC 3339 timestamps as the API server writes them, with room for fractions and offsets.
+MAX_TIMESTAMP_LENGTH = 64
+MAX_REQUEST_RATE = 1e9
+StatusName = Annotated[str, StringConstraints(max_length=253)]
+Timestamp = Annotated[str, StringConstraints(max_length=MAX_TIMESTAMP_LENGTH)]
+
+_UNIT_MILLIS: Final = {
+    "ms": 1,
+    "s": 1000,
+    "m": 60_000,
+    "h": 3_600_000,
+    "d": 86_400_000,
+    "w": 604_800_000,
+}
+
+
+def duration_millis(text: str) -> int:
+    """Exact milliseconds in a duration such as 1h30m (units ms s m h d w, any number of
+    digits); ValueError for anything else."""
+    parts = re.findall(r"([0-9]+)(ms|s|m|h|d|w)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a duration: {text[:40]!r} (expected e.g. 30s, 15m, 1h30m, 168h)")
+    return sum(int(n) * _UNIT_MILLIS[u] for n, u in parts)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as 1h30m; ValueError for what is no duration, or one too
+    long for a float."""
+    try:
+        return duration_millis(text) / 1000
+    except OverflowError:
+        raise ValueError(f"duration too long: {text[:40]!r}") from None
+
+
+def _cel_millis(expr: str) -> str:
+    """CEL for the milliseconds in the duration string `expr`, as `duration_millis` counts.
+
+    CEL's own `duration()` knows neither `d` nor `w`, so the rule splits the string into terms
+    with the Kubernetes regex library (`findAll`, `find`) and adds them up with the lists
+    library (`sum`), both in every supported Kubernetes release. The bounded pattern keeps the
+    int64 sum from overflowing; validation.py provides the same functions offline."""
+    units = ", ".join(f"'{unit}': {ms}" for unit, ms in _UNIT_MILLIS.items())
+    return (
+        f"{expr}.findAll('[0-9]+[a-z]+')"
+        f".map(t, int(t.find('[0-9]+')) * {{{units}}}[t.find('[a-z]+')]).sum()"
+    )
+
+
+@dataclass(frozen=True)
+class DurationRange:
+    """Bounds of a duration field, enforced by the models and by the CRD's CEL rule alike.
+
+    Use as `Annotated[Duration, DurationRange("10s", "24h")]`."""
+
+    minimum: str
+    maximum: str
+
+    @property
+    def message(self) -> str:
+        return f"must be between {self.minimum} and {self.maximum}"
+
+    def check(self, value: str) -> str:
+        millis = duration_millis(value)
+        if not duration_millis(self.minimum) <= millis <= duration_millis(self.maximum):
+            raise PydanticCustomError(
+                "duration_range",
+                "{message}, not {value}",
+                {"message": self.message, "value": value},
+            )
+        return value
+
+    def cel_rule(self) -> dict[str, str]:
+        low, high = duration_millis(self.minimum), duration_millis(self.maximum)
+        return {
+            "rule": f"[{_cel_millis('self')}].all(ms, ms >= {low} && ms <= {high})",
+            "message": self.message,
+            "messageExpression": f"'{self.message}, not ' + self",
+        }
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["x-kubernetes-validations"] = [self.cel_rule()]
+        return json_schema
+
+
+def cycle_sample(cycle: Sequence[str]) -> list[str]:
+    """A cycle as `status.cycleSamples` holds it: its first MAX_CYCLE_SAMPLE_NAMES members and,
+    when there are more, a last entry "and N more"."""
+    if len(cycle) <= MAX_CYCLE_SAMPLE_NAMES:
+        return list(cycle)
+    return [*cycle[:MAX_CYCLE_SAMPLE_NAMES], f"and {len(cycle) - MAX_CYCLE_SAMPLE_NAMES} more"]
 
 
 class ApiModel(BaseModel):
@@ -100,9 +220,15 @@ class Protocol(StrEnum):
 class RetryPolicy(ApiModel):
     """How the caller retries a failed call."""
 
-    max_retries: int = Field(3, ge=0, le=100, description="Retries after the first attempt.")
-    backoff_ms: int = Field(100, ge=0, le=3_600_000, description="Delay before the first retry.")
-    backoff_multiplier: float = Field(2.0, ge=1.0, le=10.0, description="Growth of the delay.")
+    max_retries: int = Field(
+        3, ge=0, le=100, strict=True, description="Retries after the first attempt."
+    )
+    backoff_ms: int = Field(
+        100, ge=0, le=3_600_000, strict=True, description="Delay before the first retry."
+    )
+    backoff_multiplier: float = Field(
+        2.0, ge=1.0, le=10.0, strict=True, allow_inf_nan=False, description="Growth of the delay."
+    )
 
 
 class Dependency(ApiModel):
@@ -117,7 +243,9 @@ class Dependency(ApiModel):
         description="hard: the caller fails without it; soft: it degrades; degraded: optional.",
     )
     protocol: Protocol | None = Field(None, description="Wire protocol of the call.")
-    timeout_ms: int | None = Field(None, ge=1, le=3_600_000, description="Call timeout.")
+    timeout_ms: int | None = Field(
+        None, ge=1, le=3_600_000, strict=True, description="Call timeout."
+    )
     retry: RetryPolicy | None = Field(None, description="Retry policy of the caller.")
 
 
@@ -148,7 +276,7 @@ class Condition(ApiModel):
     type: Annotated[str, StringConstraints(min_length=1, max_length=316)]
     status: Literal["True", "False", "Unknown"]
     observed_generation: int | None = Field(None, ge=0)
-    last_transition_time: str = Field(json_schema_extra={"format": "date-time"})
+    last_transition_time: Timestamp = Field(json_schema_extra={"format": "date-time"})
     reason: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
     message: Annotated[str, StringConstraints(max_length=32768)] = ""
 
@@ -156,15 +284,16 @@ class Condition(ApiModel):
 def _conditions_field() -> Any:
     return Field(
         default_factory=list,
+        max_length=MAX_CONDITIONS,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
 
 
 class ServiceDependencyStatus(ApiModel):
-    observed_generation: int | None = None
+    observed_generation: int | None = Field(None, ge=0)
     conditions: list[Condition] = _conditions_field()
-    resolved_targets: list[str] = Field(default_factory=list)
-    unresolved_targets: list[str] = Field(default_factory=list)
+    resolved_targets: list[StatusName] = Field(default_factory=list, max_length=MAX_DEPENDENCIES)
+    unresolved_targets: list[StatusName] = Field(default_factory=list, max_length=MAX_DEPENDENCIES)
     in_cycle: bool | None = None
 
 
@@ -186,7 +315,13 @@ class PrometheusEndpoint(ApiModel):
     )
     bearer_token_secret_ref: SecretKeyRef | None = None
     ca_secret_ref: SecretKeyRef | None = None
-    timeout: Duration = "30s"
+    timeout: Annotated[Duration, DurationRange("1s", "5m")] = Field(
+        "30s", description="How long one query may take."
+    )
+
+    @property
+    def timeout_seconds(self) -> float:
+        return parse_duration(self.timeout)
 
 
 class ObservedSource(ApiModel):
@@ -196,11 +331,37 @@ class ObservedSource(ApiModel):
     metric_prefix: Annotated[
         str, StringConstraints(max_length=200, pattern=METRIC_PREFIX_PATTERN)
     ] = Field("traces_service_graph", description="Prefix of the service-graph metrics.")
-    interval: Duration = Field("15m", description="How often to poll.")
-    window: Duration = Field("1h", description="How far back an observation counts.")
-    min_request_rate: float = Field(
-        0.0, ge=0, description="Requests per second below which an observed edge is noise."
+    interval: Annotated[Duration, DurationRange("10s", "24h")] = Field(
+        "15m", description="How often to poll."
     )
+    window: Annotated[Duration, DurationRange("1m", "30d")] = Field(
+        "1h", description="How far back an observation counts."
+    )
+    min_request_rate: float = Field(
+        0.0,
+        ge=0,
+        le=MAX_REQUEST_RATE,
+        strict=True,
+        allow_inf_nan=False,
+        description="Requests per second below which an observed edge is noise.",
+    )
+    retention: Annotated[Duration, DurationRange("1h", "8760h")] = Field(
+        "720h",
+        description="An edge or node that only observation knows and nobody has seen within "
+        "the retention leaves the graph and the snapshot. At least staleAfter.",
+    )
+
+    @property
+    def interval_seconds(self) -> float:
+        return parse_duration(self.interval)
+
+    @property
+    def window_seconds(self) -> float:
+        return parse_duration(self.window)
+
+    @property
+    def retention_seconds(self) -> float:
+        return parse_duration(self.retention)
 
 
 class GraphSelector(ApiModel):
@@ -243,17 +404,49 @@ class SnapshotSpec(ApiModel):
     config_map_name: ResourceName | None = Field(
         None, description="Name of the snapshot ConfigMap; default <graph name>-graph."
     )
+    min_interval: Annotated[Duration, DurationRange("0s", "24h")] = Field(
+        "5m",
+        description="Attribute-only changes (rates, latencies, lastSeen) are written at most "
+        "this often; topology changes are written at once.",
+    )
+
+    @property
+    def min_interval_seconds(self) -> float:
+        return parse_duration(self.min_interval)
+
+
+DEFAULT_STALE_AFTER: Final = "168h"
+DEFAULT_RETENTION: Final = "720h"
+
+
+def _retention_rule() -> dict[str, JsonValue]:
+    """spec.observed.retention >= spec.staleAfter, with the defaults the API server would apply
+    (the offline check sees objects before defaulting)."""
+    retention = f"(has(self.observed.retention) ? self.observed.retention : '{DEFAULT_RETENTION}')"
+    stale = f"(has(self.staleAfter) ? self.staleAfter : '{DEFAULT_STALE_AFTER}')"
+    return {
+        "rule": f"!has(self.observed) || {_cel_millis(retention)} >= {_cel_millis(stale)}",
+        "message": "observed.retention must be at least staleAfter",
+        "messageExpression": "'observed.retention (' + (has(self.observed) ? "
+        f"{retention} : '{DEFAULT_RETENTION}') + ') must be at least staleAfter (' + {stale} + ')'",
+    }
+
+
+def _retention_message(retention: str, stale_after: str) -> str:
+    return f"observed.retention ({retention}) must be at least staleAfter ({stale_after})"
 
 
 class ServiceGraphSpec(ApiModel):
     """What to merge into one graph, and how."""
 
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_retention_rule()]})
+
     selector: GraphSelector = Field(default_factory=GraphSelector)
     observed: ObservedSource | None = Field(
         None, description="Observed dependencies; absent means a declared-only graph."
     )
-    stale_after: Duration = Field(
-        "168h", description="An observed edge not seen for this long is stale."
+    stale_after: Annotated[Duration, DurationRange("1m", "8760h")] = Field(
+        DEFAULT_STALE_AFTER, description="An observed edge not seen for this long is stale."
     )
     acknowledged_cycles: list[
         Annotated[list[ServiceName], Field(min_length=2, max_length=MAX_DEPENDENCIES)]
@@ -263,6 +456,22 @@ class ServiceGraphSpec(ApiModel):
         description="Known cycles (their members, in any order) that raise no warning.",
     )
     snapshot: SnapshotSpec = Field(default_factory=SnapshotSpec)
+
+    @model_validator(mode="after")
+    def _retention_covers_staleness(self) -> ServiceGraphSpec:
+        observed = self.observed
+        if observed is not None and duration_millis(observed.retention) < duration_millis(
+            self.stale_after
+        ):
+            raise PydanticCustomError(
+                "retention_shorter_than_stale_after",
+                _retention_message(observed.retention, self.stale_after),
+            )
+        return self
+
+    @property
+    def stale_after_seconds(self) -> float:
+        return parse_duration(self.stale_after)
 
     def analyse(
         self,
@@ -276,30 +485,30 @@ class ServiceGraphSpec(ApiModel):
             declarations,
             observations,
             now=now,
-            stale_after=timedelta(seconds=parse_duration(self.stale_after)),
+            stale_after=timedelta(seconds=self.stale_after_seconds),
             acknowledged_cycles=self.acknowledged_cycles,
             observing=self.observed is not None,
         )
 
 
 class ObservedStatus(ApiModel):
-    last_poll_time: str | None = Field(None, json_schema_extra={"format": "date-time"})
-    last_success_time: str | None = Field(None, json_schema_extra={"format": "date-time"})
-    last_error: str | None = None
+    last_poll_time: Timestamp | None = Field(None, json_schema_extra={"format": "date-time"})
+    last_success_time: Timestamp | None = Field(None, json_schema_extra={"format": "date-time"})
+    last_error: Annotated[str, StringConstraints(max_length=MAX_LAST_ERROR)] | None = None
     series: int | None = Field(None, ge=0)
 
 
 class SnapshotStatus(ApiModel):
-    config_map: str | None = None
-    revision: str | None = None
+    config_map: StatusName | None = None
+    revision: Annotated[str, StringConstraints(max_length=128)] | None = None
     bytes: int | None = Field(None, ge=0)
     shards: int | None = Field(None, ge=0)
-    updated_at: str | None = Field(None, json_schema_extra={"format": "date-time"})
+    updated_at: Timestamp | None = Field(None, json_schema_extra={"format": "date-time"})
 
 
 class EdgeRef(ApiModel):
-    source: str
-    target: str
+    source: StatusName
+    target: StatusName
 
 
 class DriftSamples(ApiModel):
@@ -308,18 +517,24 @@ class DriftSamples(ApiModel):
 
 
 class ServiceGraphStatus(ApiModel):
-    observed_generation: int | None = None
+    observed_generation: int | None = Field(None, ge=0)
     conditions: list[Condition] = _conditions_field()
-    services: int = 0
-    edges: int = 0
-    declared_edges: int = 0
-    observed_edges: int = 0
-    stale_edges: int = 0
-    cycles: int = 0
-    undeclared: int = 0
-    unobserved: int = 0
-    drift: int = Field(0, description="undeclared + unobserved.")
-    cycle_samples: list[list[str]] = Field(default_factory=list, max_length=MAX_SAMPLES)
+    services: int = Field(0, ge=0)
+    edges: int = Field(0, ge=0)
+    declared_edges: int = Field(0, ge=0)
+    observed_edges: int = Field(0, ge=0)
+    stale_edges: int = Field(0, ge=0)
+    cycles: int = Field(0, ge=0)
+    undeclared: int = Field(0, ge=0)
+    unobserved: int = Field(0, ge=0)
+    drift: int = Field(0, ge=0, description="undeclared + unobserved.")
+    cycle_samples: list[
+        Annotated[list[StatusName], Field(max_length=MAX_CYCLE_SAMPLE_NAMES + 1)]
+    ] = Field(
+        default_factory=list,
+        max_length=MAX_SAMPLES,
+        description="Up to 10 cycles, each its first 20 members and then 'and N more'.",
+    )
     drift_samples: DriftSamples = Field(default_factory=DriftSamples)
     observed: ObservedStatus | None = None
     snapshot: SnapshotStatus | None = None
@@ -387,15 +602,6 @@ class ServiceGraph(ApiModel):
     @property
     def snapshot_name(self) -> str:
         return self.spec.snapshot.config_map_name or f"{self.metadata.name}-graph"
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a duration such as 1h30m (the DURATION_PATTERN grammar)."""
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    parts = re.findall(r"([0-9]+)(ms|s|m|h|d|w)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a duration: {text!r} (expected e.g. 30s, 15m, 1h30m, 168h)")
-    return sum(int(n) * units[u] for n, u in parts)
 
 
 @dataclass(frozen=True)

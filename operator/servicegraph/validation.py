@@ -8,6 +8,7 @@ with messages in the API server's style that name the field.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,8 +17,10 @@ from typing import Any
 
 import celpy
 import celpy.adapter
+import celpy.celtypes
 import celpy.evaluation
 import jsonschema
+import re2  # type: ignore[import-untyped]  # RE2, as the API server's CEL (and cel-python) use
 
 from servicegraph.api import API_VERSION, DNS_SUBDOMAIN_PATTERN, KINDS
 from servicegraph.crds import JsonSchema, object_schema
@@ -58,6 +61,9 @@ def validate(obj: dict[str, Any]) -> list[FieldError]:
     deep = _too_deep(obj)
     if deep is not None:
         return [FieldError(deep, f"Invalid value: nested more than {MAX_DEPTH} levels deep")]
+    odd = _unrepresentable_number(obj)
+    if odd is not None:
+        return [odd]
     errors = list(_metadata_errors(obj.get("metadata")))
     if errors:
         return errors
@@ -81,6 +87,31 @@ def _too_deep(obj: Any) -> str | None:
         value, path = stack.pop()
         if len(path) > MAX_DEPTH:
             return _path(path[:MAX_DEPTH])
+        if isinstance(value, dict):
+            stack.extend((item, (*path, key)) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((item, (*path, index)) for index, item in enumerate(value))
+    return None
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _unrepresentable_number(obj: Any) -> FieldError | None:
+    """The first number the API server could not decode: NaN and infinity (no JSON form) and
+    integers beyond int64 (its JSON decoder, like CEL, counts in 64 bits). Python would carry
+    them on and fail later: in CEL, or when printing a 10,000-digit number in a message."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(obj, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            return FieldError(_path(path), f"Invalid value: {value}: JSON has no such number")
+        if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+            return FieldError(
+                _path(path), f"Invalid value: {_short(value)}: must fit in a 64-bit integer"
+            )
         if isinstance(value, dict):
             stack.extend((item, (*path, key)) for key, item in value.items())
         elif isinstance(value, list):
@@ -206,7 +237,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"Invalid value: {_short(value)}: should match '{expected}'"
     if keyword in ("minimum", "maximum"):
         relation = "greater than or equal to" if keyword == "minimum" else "less than or equal to"
-        return f"Invalid value: {value}: should be {relation} {expected}"
+        return f"Invalid value: {_short(value)}: should be {relation} {expected}"
     if keyword in ("maxLength", "maxItems", "maxProperties"):
         unit = "bytes" if keyword == "maxLength" else "items"
         return f"Too long: may not have more than {expected} {unit}"
@@ -229,6 +260,9 @@ def _clipped(value: Any, depth: int = 0) -> Any:
     """Enough of `value` to fill 80 characters: never walks all of a huge or deep value."""
     if isinstance(value, str):
         return value[:81]
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        # Python refuses to print an int of more than 4300 digits; nobody wants to read one.
+        return f"<an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits>"
     if isinstance(value, list | tuple):
         return [_clipped(item, depth + 1) for item in value[:20]] if depth < 4 else ["..."]
     if isinstance(value, dict):
@@ -299,7 +333,7 @@ def _rule_errors(schema: JsonSchema, value: Any, path: str) -> list[FieldError]:
         if not _rule_holds(rule["rule"], value):
             field = path + rule.get("fieldPath", "") if rule.get("fieldPath") else path
             errors.append(
-                FieldError(field.lstrip("."), f"Invalid value: {rule.get('message', rule['rule'])}")
+                FieldError(field.lstrip("."), f"Invalid value: {_rule_message(rule, value)}")
             )
     if isinstance(value, dict):
         props = schema.get("properties", {})
@@ -312,16 +346,99 @@ def _rule_errors(schema: JsonSchema, value: Any, path: str) -> list[FieldError]:
     return errors
 
 
+# Kubernetes CEL extensions our rules use that cel-python lacks, with the API server's meaning
+# (k8s.io/apiserver/pkg/cel/library: regex.go, lists.go).
+
+
+def _cel_find(text: Any, pattern: Any) -> Any:
+    """`<string>.find(<regex>)`: the first match, or "" when there is none."""
+    if not isinstance(text, str) or not isinstance(pattern, str):
+        return celpy.evaluation.CELEvalError("no such overload: find", TypeError, (text, pattern))
+    try:
+        match = re2.search(pattern, text)
+    except re2.error as exc:
+        return celpy.evaluation.CELEvalError("find: invalid regex", type(exc), exc.args)
+    return celpy.celtypes.StringType(match.group(0) if match else "")
+
+
+def _cel_find_all(text: Any, pattern: Any, limit: Any = None) -> Any:
+    """`<string>.findAll(<regex>[, <int> limit])`: every non-overlapping match, left to right;
+    a negative limit means all, 0 none."""
+    if not isinstance(text, str) or not isinstance(pattern, str):
+        return celpy.evaluation.CELEvalError(
+            "no such overload: findAll", TypeError, (text, pattern)
+        )
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+        return celpy.evaluation.CELEvalError("no such overload: findAll", TypeError, (limit,))
+    try:
+        matches = [celpy.celtypes.StringType(m.group(0)) for m in re2.finditer(pattern, text)]
+    except re2.error as exc:
+        return celpy.evaluation.CELEvalError("findAll: invalid regex", type(exc), exc.args)
+    if limit is not None and limit >= 0:
+        matches = matches[:limit]
+    return celpy.celtypes.ListType(matches)
+
+
+def _cel_sum(items: Any) -> Any:
+    """`<list<T>>.sum()` for int, uint, double and duration lists; an empty list is int 0.
+    int64 overflow is an evaluation error, as in the API server."""
+    if not isinstance(items, list):
+        return celpy.evaluation.CELEvalError("no such overload: sum", TypeError, (items,))
+    if not items:
+        return celpy.celtypes.IntType(0)
+    kinds = (
+        celpy.celtypes.IntType,
+        celpy.celtypes.UintType,
+        celpy.celtypes.DoubleType,
+        celpy.celtypes.DurationType,
+    )
+    kind = next((k for k in kinds if isinstance(items[0], k)), None)
+    if kind is None or any(type(item) is not type(items[0]) for item in items):
+        return celpy.evaluation.CELEvalError("no such overload: sum", TypeError, (items,))
+    total = items[0]
+    try:
+        for item in items[1:]:
+            total = total + item
+    except (ValueError, OverflowError) as exc:
+        return celpy.evaluation.CELEvalError("sum: overflow", type(exc), exc.args)
+    return total
+
+
+KUBERNETES_FUNCTIONS: dict[str, Any] = {
+    "find": _cel_find,
+    "findAll": _cel_find_all,
+    "sum": _cel_sum,
+}
+
+
 @cache
 def _program(rule: str) -> Any:
     env = celpy.Environment()
-    return env.program(env.compile(rule))
+    return env.program(env.compile(rule), functions=KUBERNETES_FUNCTIONS)
+
+
+def _evaluate(expression: str, value: Any) -> Any:
+    return _program(expression).evaluate({"self": celpy.adapter.json_to_cel(value)})
 
 
 def _rule_holds(rule: str, value: Any) -> bool:
     try:
-        return bool(_program(rule).evaluate({"self": celpy.adapter.json_to_cel(value)}))
-    except (
-        celpy.evaluation.CELEvalError
-    ):  # the API server refuses an object whose rule cannot evaluate
+        return bool(_evaluate(rule, value))
+    # The API server refuses an object whose rule cannot evaluate; cel-python raises ValueError
+    # for a value outside its 64-bit types.
+    except (celpy.evaluation.CELEvalError, ValueError, OverflowError):
         return False
+
+
+def _rule_message(rule: dict[str, str], value: Any) -> str:
+    """The rule's messageExpression when it yields a non-empty string, else its message, as the
+    API server reports a failed rule."""
+    fallback = rule.get("message", rule["rule"])
+    expression = rule.get("messageExpression")
+    if expression is None:
+        return fallback
+    try:
+        message = _evaluate(expression, value)
+    except celpy.evaluation.CELEvalError:
+        return fallback
+    return str(message) if isinstance(message, str) and message.strip() else fallback
