@@ -11,6 +11,7 @@ from servicegraph.graph import (
     CONFIDENCE,
     MAX_DEPTH,
     Conflict,
+    Cycle,
     Direction,
     EdgeAttributes,
     NodeRole,
@@ -318,7 +319,7 @@ def test_a_cycle_closed_only_by_a_stale_edge_is_no_cycle() -> None:
     assert not graph.nodes["a"].in_cycle and not graph.nodes["b"].in_cycle
 
     fresh = analyse(declarations, [observe("b", "a", ago=timedelta(days=6))], now=NOW)
-    assert fresh.cycles == [["a", "b"]]
+    assert fresh.cycles == [Cycle(("a", "b"), ("a", "b"))]
 
 
 def test_stale_edges_do_not_count_in_blast_radius() -> None:
@@ -357,8 +358,50 @@ def test_queries_skip_stale_edges_unless_asked() -> None:
 def test_a_cycle_starts_at_its_smallest_name_and_follows_the_calls() -> None:
     # c -> b -> a -> c: call order from a is a, c, b (not alphabetical).
     graph = analyse([declare("c", "b"), declare("b", "a"), declare("a", "c")], now=NOW)
-    assert graph.cycles == [["a", "c", "b"]]
+    assert graph.cycles == [Cycle(("a", "b", "c"), ("a", "c", "b"))]
+    assert graph.cycles[0].describe() == "a -> c -> b -> a (component of 3 services)"
     assert all(graph.nodes[name].in_cycle for name in "abc")
+
+
+def test_the_path_of_a_cycle_uses_only_real_calls() -> None:
+    # a -> b, a -> c, b -> a, c -> a: one component of three, but no call b -> c.
+    graph = analyse([declare("a", "b", "c"), declare("b", "a"), declare("c", "a")], now=NOW)
+    (cycle,) = graph.cycles
+    assert cycle.members == ("a", "b", "c")
+    assert cycle.path == ("a", "b")  # the shortest way back to a, smallest name first
+    assert cycle.describe() == "a -> b -> a (component of 3 services: a, b, c)"
+    assert frozenset(cycle) == {"a", "b", "c"}  # as a collection, a cycle is its members
+
+
+def test_the_path_is_the_shortest_cycle_through_the_smallest_member() -> None:
+    # a -> b -> c -> d -> a is long; a -> z -> a is short although z sorts last.
+    graph = analyse(
+        [
+            declare("a", "b", "z"),
+            declare("b", "c"),
+            declare("c", "d"),
+            declare("d", "a"),
+            declare("z", "a"),
+        ],
+        now=NOW,
+    )
+    assert graph.cycles[0].path == ("a", "z")
+    assert graph.cycles[0].members == ("a", "b", "c", "d", "z")
+
+
+def test_describing_a_long_cycle_names_at_most_so_many_services() -> None:
+    names = [f"s{i:02}" for i in range(30)]
+    ring = [declare(name, names[(i + 1) % 30]) for i, name in enumerate(names)]
+    (cycle,) = analyse(ring, now=NOW).cycles
+    assert cycle.path == tuple(names)
+    assert cycle.describe(3) == (
+        "s00 -> s01 -> s02 -> ... and 27 more -> s00 (component of 30 services)"
+    )
+    chord = [declare("s01", "s02", "s00"), *ring[2:], ring[0]]  # s01 also calls s00 back
+    chorded = analyse(chord, now=NOW)
+    assert chorded.cycles[0].describe(3) == (
+        "s00 -> s01 -> s00 (component of 30 services: s00, s01, s02 and 27 more)"
+    )
 
 
 def test_a_cycle_with_chords_is_reported_once() -> None:
@@ -367,7 +410,8 @@ def test_a_cycle_with_chords_is_reported_once() -> None:
         [declare("a", "b"), declare("b", "a", "c"), declare("c", "a", "d"), declare("d")],
         now=NOW,
     )
-    assert graph.cycles == [["a", "b", "c"]]
+    assert [c.members for c in graph.cycles] == [("a", "b", "c")]
+    assert graph.cycles[0].path == ("a", "b")
     assert not graph.nodes["d"].in_cycle
 
 
@@ -376,14 +420,14 @@ def test_separate_cycles_are_each_reported_sorted() -> None:
         [declare("y", "x"), declare("x", "y"), declare("b", "a"), declare("a", "b", "x")],
         now=NOW,
     )
-    assert graph.cycles == [["a", "b"], ["x", "y"]]
+    assert [c.members for c in graph.cycles] == [("a", "b"), ("x", "y")]
 
 
 def test_an_acknowledged_cycle_matches_by_members_in_any_order() -> None:
     declarations = [declare("a", "b"), declare("b", "c"), declare("c", "a")]
     graph = analyse(declarations, now=NOW, acknowledged_cycles=[["c", "a", "b"]])
     assert graph.cycles == []
-    assert graph.acknowledged_cycles == [["a", "b", "c"]]
+    assert graph.acknowledged_cycles == [Cycle(("a", "b", "c"), ("a", "b", "c"))]
     assert graph.summary().cycles == 0
     # Acknowledging silences the alarm; the services are still in a cycle.
     assert graph.nodes["a"].in_cycle
@@ -395,7 +439,7 @@ def test_a_grown_cycle_is_unacknowledged_again() -> None:
         now=NOW,
         acknowledged_cycles=[["a", "b"]],
     )
-    assert graph.cycles == [["a", "b", "c"]]
+    assert [c.members for c in graph.cycles] == [("a", "b", "c")]
     assert graph.acknowledged_cycles == []
 
 
@@ -405,13 +449,13 @@ def test_acknowledging_one_cycle_leaves_the_others_alarmed() -> None:
         now=NOW,
         acknowledged_cycles=[["y", "x"]],
     )
-    assert graph.cycles == [["a", "b"]]
-    assert graph.acknowledged_cycles == [["x", "y"]]
+    assert [c.members for c in graph.cycles] == [("a", "b")]
+    assert [c.members for c in graph.acknowledged_cycles] == [("x", "y")]
 
 
 def test_an_observed_edge_can_close_a_cycle() -> None:
     graph = analyse([declare("a", "b"), declare("b")], [observe("b", "a")], now=NOW)
-    assert graph.cycles == [["a", "b"]]
+    assert graph.cycles == [Cycle(("a", "b"), ("a", "b"))]
 
 
 # --- drift -------------------------------------------------------------------------------------
