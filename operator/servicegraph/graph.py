@@ -12,6 +12,8 @@ Pure: no Kubernetes, no HTTP. Every rule of the graph lives here:
   to it (smallest names first on a tie); an acknowledged cycle (same members) raises no alarm;
 - drift: `undeclared` edges are observed but not declared, `unobserved` edges are declared but
   not observed within `stale_after` (only when an observed source is configured);
+- observation history keeps each sighting's lastSeen to the second, and forgets sightings not
+  seen within the retention; a name only they knew leaves the graph with them;
 - downstream of a service is what it calls, upstream is who calls it; the blast radius of a
   service is the number of services that depend on it, directly or transitively.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 import gc
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property, wraps
@@ -398,13 +400,44 @@ def _walk(
 def merge_observations(
     previous: Iterable[Observation], current: Iterable[Observation]
 ) -> list[Observation]:
-    """Fold a new poll into the history: fresh sightings replace old ones, absent ones stay."""
-    merged = {obs.key: obs for obs in previous}
-    for obs in current:
+    """Fold a new poll into the history: fresh sightings replace old ones, absent ones stay.
+
+    lastSeen is kept to the whole second, so a snapshot does not change with every poll's
+    microseconds. Call `prune_observations` after it, or the history grows for ever.
+    """
+    merged: dict[tuple[str, str, SourceKind], Observation] = {}
+    for obs in (*previous, *current):
+        obs = _to_the_second(obs)
         old = merged.get(obs.key)
         if old is None or obs.last_seen >= old.last_seen:
             merged[obs.key] = obs
     return list(merged.values())
+
+
+def prune_observations(
+    observations: Iterable[Observation], *, now: datetime, retention: timedelta
+) -> tuple[list[Observation], int]:
+    """The observations seen within `retention` of `now`, and how many were dropped.
+
+    One seen exactly at the horizon is kept, like the stale rule. A node exists only through
+    declarations and edges, so a name that only dropped observations knew leaves the graph.
+    A retention shorter than `stale_after` forgets edges before they can show as stale.
+    """
+    horizon = now - retention
+    kept: list[Observation] = []
+    dropped = 0
+    for obs in observations:
+        if obs.last_seen >= horizon:
+            kept.append(obs)
+        else:
+            dropped += 1
+    return kept, dropped
+
+
+def _to_the_second(obs: Observation) -> Observation:
+    if obs.last_seen.microsecond == 0:
+        return obs
+    return replace(obs, last_seen=obs.last_seen.replace(microsecond=0))
 
 
 @without_gc

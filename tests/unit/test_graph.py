@@ -23,6 +23,7 @@ from servicegraph.graph import (
     UnknownServiceError,
     analyse,
     merge_observations,
+    prune_observations,
 )
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -523,6 +524,58 @@ def test_merged_history_keeps_an_edge_that_a_failed_poll_missed() -> None:
     after_empty_poll = merge_observations(history, [])
     graph = analyse([], after_empty_poll, now=NOW)
     assert ("a", "b") in graph.edges and not graph.edges[("a", "b")].stale
+
+
+def test_merged_last_seen_is_kept_to_the_second() -> None:
+    jittery = Observation("a", "b", SourceKind.OTEL, NOW.replace(microsecond=654321))
+    (merged,) = merge_observations([], [jittery])
+    assert merged.last_seen == NOW
+    older = Observation("a", "b", SourceKind.OTEL, NOW - timedelta(microseconds=1))
+    (again,) = merge_observations([older], [jittery])
+    assert again.last_seen == NOW  # the history's own microseconds go too
+
+
+def test_pruning_drops_what_was_not_seen_within_the_retention() -> None:
+    fresh = observe("a", "b", ago=timedelta(minutes=5))
+    at_the_horizon = observe("a", "c", ago=timedelta(hours=1))
+    too_old = observe("x", "y", ago=timedelta(hours=1, seconds=1))
+    kept, dropped = prune_observations(
+        [fresh, at_the_horizon, too_old], now=NOW, retention=timedelta(hours=1)
+    )
+    assert (kept, dropped) == ([fresh, at_the_horizon], 1)
+    graph = analyse([declare("a", "b")], kept, now=NOW)
+    assert set(graph.nodes) == {"a", "b", "c"}  # x and y were known only to the dropped one
+
+
+def test_pruning_takes_any_iterable() -> None:
+    kept, dropped = prune_observations(
+        (o for o in [observe("a", "b", ago=WEEK)]), now=NOW, retention=timedelta(days=1)
+    )
+    assert (kept, dropped) == ([], 1)
+
+
+def test_churning_names_keep_the_history_bounded_by_the_retention() -> None:
+    # A poll every 10 s for ~28 h, each bringing two peers never seen before (pod IPs).
+    interval, retention = timedelta(seconds=10), timedelta(hours=1)
+    polls_within = retention // interval + 1  # the horizon is inclusive
+    history: list[Observation] = []
+    pruned = 0
+    for poll in range(10_000):
+        now = NOW + poll * interval
+        ip = f"10.{poll // 65536 % 256}.{poll // 256 % 256}.{poll % 256}"
+        seen = [
+            Observation("frontend", ip, SourceKind.OTEL, now.replace(microsecond=poll % 1000)),
+            Observation(f"{ip}:8080", "cart", SourceKind.OTEL, now),
+        ]
+        history, dropped = prune_observations(
+            merge_observations(history, seen), now=now, retention=retention
+        )
+        pruned += dropped
+        assert len(history) <= 2 * polls_within
+    assert len(history) == 2 * polls_within
+    assert pruned == 2 * 10_000 - len(history)
+    graph = analyse([], history, now=now)
+    assert len(graph.nodes) == 2 + 2 * polls_within  # frontend, cart and the recent peers
 
 
 # --- queries -----------------------------------------------------------------------------------
