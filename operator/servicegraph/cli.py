@@ -22,7 +22,14 @@ from servicegraph.api import (
     ServiceGraphSpec,
 )
 from servicegraph.crds import render_crds
-from servicegraph.graph import MAX_DEPTH, Direction, Graph, Observation, UnknownServiceError
+from servicegraph.graph import (
+    MAX_DEPTH,
+    Cycle,
+    Direction,
+    Graph,
+    Observation,
+    UnknownServiceError,
+)
 from servicegraph.manifests import ManifestError, ManifestSet, load
 
 EXIT_CYCLES = 1
@@ -390,7 +397,7 @@ def _check(args: argparse.Namespace) -> int:
         losers = ", ".join("/".join(filter(None, ref)) for ref in conflict.losers)
         print(f"warning: service {conflict.service} is declared again by {losers}", file=sys.stderr)
     for cycle in graph.cycles:
-        print(f"cycle: {' -> '.join([*cycle, cycle[0]])}", file=sys.stderr)
+        print(f"cycle: {cycle.describe()}", file=sys.stderr)
     if graph.cycles:
         print(f"{len(graph.cycles)} unacknowledged cycle(s)", file=sys.stderr)
         return EXIT_CYCLES
@@ -416,7 +423,16 @@ def _analyze(args: argparse.Namespace) -> int:
     ref = (chosen.metadata.namespace or "", chosen.metadata.name) if chosen else None
     doc = snapshot.to_document(graph, graph_ref=ref)
     report = {
-        key: doc[key] for key in ("graph", "summary", "cycles", "acknowledgedCycles", "drift")
+        key: doc[key]
+        for key in (
+            "graph",
+            "summary",
+            "cycles",
+            "cyclePaths",
+            "acknowledgedCycles",
+            "acknowledgedCyclePaths",
+            "drift",
+        )
     }
     if polled is not None:
         report["observed"] = polled
@@ -438,12 +454,12 @@ def _print_analysis(report: dict[str, Any]) -> None:
             f"observed: {polled['edges']} edges in {polled['series']} series from "
             f"{polled['prometheus']} over {polled['window']}"
         )
-    for title, cycles in (
-        ("cycles", report["cycles"]),
-        ("acknowledged", report["acknowledgedCycles"]),
+    for title, cycles, paths in (
+        ("cycles", report["cycles"], report["cyclePaths"]),
+        ("acknowledged", report["acknowledgedCycles"], report["acknowledgedCyclePaths"]),
     ):
-        for cycle in cycles:
-            print(f"{title}: {' -> '.join([*cycle, cycle[0]])}")
+        for members, path in zip(cycles, paths, strict=True):
+            print(f"{title}: {Cycle(tuple(members), tuple(path)).describe()}")
     for kind, edges in report["drift"].items():
         for edge in edges:
             print(f"{kind}: {edge['source']} -> {edge['target']}")

@@ -8,10 +8,12 @@ Pure: no Kubernetes, no HTTP. Every rule of the graph lives here:
 - an edge is stale when no source declares it and no source has seen it within `stale_after`;
   stale edges are kept and flagged, and left out of cycles, blast radius and queries;
 - cycles are the strongly connected components of two or more services; each is reported once,
-  starting at its smallest name and following the calls; an acknowledged cycle (same members)
-  raises no alarm;
+  with its members and a real cycle through it: the shortest one from its smallest member back
+  to it (smallest names first on a tie); an acknowledged cycle (same members) raises no alarm;
 - drift: `undeclared` edges are observed but not declared, `unobserved` edges are declared but
   not observed within `stale_after` (only when an observed source is configured);
+- observation history keeps each sighting's lastSeen to the second, and forgets sightings not
+  seen within the retention; a name only they knew leaves the graph with them;
 - downstream of a service is what it calls, upstream is who calls it; the blast radius of a
   service is the number of services that depend on it, directly or transitively.
 """
@@ -20,12 +22,12 @@ from __future__ import annotations
 
 import gc
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property, wraps
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar, overload
 
 
 class SourceKind(StrEnum):
@@ -225,14 +227,91 @@ class Conflict:
     losers: tuple[tuple[str | None, str | None], ...]
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Cycle(Sequence[str]):
+    """A strongly connected component of two or more services, and a real cycle through it.
+
+    `members` is the whole component, sorted; acknowledgement, `in_cycle` and alarms are about
+    it. As a sequence a Cycle is its members, so `frozenset(cycle)` is the component.
+    `path` is the shortest cycle through the smallest member, starting there: each name calls
+    the next and the last calls the first, over live (non-stale) edges. It may leave members
+    out; `describe` says how many the component holds.
+    """
+
+    members: tuple[str, ...]
+    path: tuple[str, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.members)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[str, ...]: ...
+    def __getitem__(self, index: int | slice) -> str | tuple[str, ...]:
+        return self.members[index]
+
+    def describe(self, max_names: int | None = None) -> str:
+        """For people: the path, closed on itself, and the size of the component.
+
+        `a -> b -> a (component of 3 services: a, b, c)`; with `max_names`, the path and the
+        member list each show at most that many names, then say how many more there are.
+        """
+        shown = self.path if max_names is None else self.path[:max_names]
+        arrow = " -> ".join(shown)
+        if len(shown) < len(self.path):
+            arrow += f" -> ... and {len(self.path) - len(shown)} more"
+        text = f"{arrow} -> {self.path[0]} (component of {self.size} services"
+        if len(self.path) < self.size:  # the path leaves some out: name them
+            listed = self.members if max_names is None else self.members[:max_names]
+            text += ": " + ", ".join(listed)
+            if len(listed) < self.size:
+                text += f" and {self.size - len(listed)} more"
+        return text + ")"
+
+
+def find_cycle(members: Iterable[str], callees: Mapping[str, Iterable[str]]) -> Cycle:
+    """The Cycle of one strongly connected component, given who calls whom.
+
+    Breadth-first from the smallest member back to itself, inside the component, visiting
+    callees smallest name first: the first way back found is a shortest cycle.
+    """
+    ordered = tuple(sorted(members))
+    if len(ordered) < 2:
+        raise ValueError(f"a cycle needs two services or more, not {list(ordered)}")
+    inside = set(ordered)
+    start = ordered[0]
+    parent: dict[str, str] = {}
+    queue = deque([start])
+    while queue:
+        name = queue.popleft()
+        for callee in sorted(c for c in callees.get(name, ()) if c in inside):
+            if callee == start:
+                back = [name]
+                while back[-1] != start:
+                    back.append(parent[back[-1]])
+                return Cycle(ordered, tuple(reversed(back)))
+            if callee not in parent:
+                parent[callee] = name
+                queue.append(callee)
+    raise ValueError(f"{', '.join(ordered)} is not a strongly connected component")
+
+
 @dataclass
 class Graph:
     """An analysed graph. Build it with `analyse`."""
 
     nodes: dict[str, Node]
     edges: dict[tuple[str, str], Edge]
-    cycles: list[list[str]] = field(default_factory=list)
-    acknowledged_cycles: list[list[str]] = field(default_factory=list)
+    cycles: list[Cycle] = field(default_factory=list)
+    acknowledged_cycles: list[Cycle] = field(default_factory=list)
     undeclared: list[tuple[str, str]] = field(default_factory=list)
     unobserved: list[tuple[str, str]] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
@@ -321,13 +400,44 @@ def _walk(
 def merge_observations(
     previous: Iterable[Observation], current: Iterable[Observation]
 ) -> list[Observation]:
-    """Fold a new poll into the history: fresh sightings replace old ones, absent ones stay."""
-    merged = {obs.key: obs for obs in previous}
-    for obs in current:
+    """Fold a new poll into the history: fresh sightings replace old ones, absent ones stay.
+
+    lastSeen is kept to the whole second, so a snapshot does not change with every poll's
+    microseconds. Call `prune_observations` after it, or the history grows for ever.
+    """
+    merged: dict[tuple[str, str, SourceKind], Observation] = {}
+    for obs in (*previous, *current):
+        obs = _to_the_second(obs)
         old = merged.get(obs.key)
         if old is None or obs.last_seen >= old.last_seen:
             merged[obs.key] = obs
     return list(merged.values())
+
+
+def prune_observations(
+    observations: Iterable[Observation], *, now: datetime, retention: timedelta
+) -> tuple[list[Observation], int]:
+    """The observations seen within `retention` of `now`, and how many were dropped.
+
+    One seen exactly at the horizon is kept, like the stale rule. A node exists only through
+    declarations and edges, so a name that only dropped observations knew leaves the graph.
+    A retention shorter than `stale_after` forgets edges before they can show as stale.
+    """
+    horizon = now - retention
+    kept: list[Observation] = []
+    dropped = 0
+    for obs in observations:
+        if obs.last_seen >= horizon:
+            kept.append(obs)
+        else:
+            dropped += 1
+    return kept, dropped
+
+
+def _to_the_second(obs: Observation) -> Observation:
+    if obs.last_seen.microsecond == 0:
+        return obs
+    return replace(obs, last_seen=obs.last_seen.replace(microsecond=0))
 
 
 @without_gc
@@ -358,15 +468,15 @@ def analyse(
     components = [sorted(c) for c in _strongly_connected_components(callees)]
 
     acknowledged_sets = {frozenset(members) for members in acknowledged_cycles}
-    cycles: list[list[str]] = []
-    acknowledged: list[list[str]] = []
+    cycles: list[Cycle] = []
+    acknowledged: list[Cycle] = []
     for members in components:
         if len(members) < 2:
             continue
         for name in members:
             nodes[name].in_cycle = True
-        ordered = _cycle_order(callees, members)
-        (acknowledged if frozenset(members) in acknowledged_sets else cycles).append(ordered)
+        cycle = find_cycle(members, callees)
+        (acknowledged if frozenset(members) in acknowledged_sets else cycles).append(cycle)
     _set_blast_radius(callees, components, nodes)
 
     undeclared = sorted(
@@ -445,23 +555,6 @@ def _merge(
             elif traffic.connection_type == "virtual_node":
                 nodes[edge.target].role = NodeRole.VIRTUAL
     return nodes, edges, conflicts
-
-
-def _cycle_order(callees: Mapping[str, list[str]], members: list[str]) -> list[str]:
-    """Members in call order: depth-first from the smallest name, smallest callee first."""
-    inside = set(members)
-    order: list[str] = []
-    seen: set[str] = set()
-    stack = [members[0]]
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        order.append(name)
-        next_up = sorted((n for n in callees[name] if n in inside), reverse=True)
-        stack.extend(n for n in next_up if n not in seen)
-    return order
 
 
 def _strongly_connected_components(callees: Mapping[str, list[str]]) -> list[list[str]]:

@@ -15,6 +15,7 @@ import orjson
 
 from servicegraph.graph import (
     Conflict,
+    Cycle,
     Edge,
     EdgeAttributes,
     Graph,
@@ -26,6 +27,7 @@ from servicegraph.graph import (
     SourceKind,
     Summary,
     Traffic,
+    find_cycle,
     without_gc,
 )
 
@@ -98,8 +100,11 @@ def _document_head(graph: Graph, graph_ref: tuple[str, str] | None) -> Document:
         "schemaVersion": SCHEMA_VERSION,
         "graph": None if graph_ref is None else {"namespace": graph_ref[0], "name": graph_ref[1]},
         "summary": summary_document(summary),
-        "cycles": sorted(graph.cycles),
-        "acknowledgedCycles": sorted(graph.acknowledged_cycles),
+        # Members (sorted) of each component; the paths, in the same order, are real cycles.
+        "cycles": [list(c.members) for c in sorted(graph.cycles)],
+        "cyclePaths": [list(c.path) for c in sorted(graph.cycles)],
+        "acknowledgedCycles": [list(c.members) for c in sorted(graph.acknowledged_cycles)],
+        "acknowledgedCyclePaths": [list(c.path) for c in sorted(graph.acknowledged_cycles)],
         "drift": {
             "undeclared": edge_refs(sorted(graph.undeclared)),
             "unobserved": edge_refs(sorted(graph.unobserved)),
@@ -148,8 +153,10 @@ def graph_from_document(doc: Mapping[str, Any]) -> Graph:
         graph = Graph(
             nodes=nodes,
             edges=edges,
-            cycles=[list(c) for c in doc["cycles"]],
-            acknowledged_cycles=[list(c) for c in doc["acknowledgedCycles"]],
+            cycles=_cycles_from_document(doc, "cycles", "cyclePaths", edges),
+            acknowledged_cycles=_cycles_from_document(
+                doc, "acknowledgedCycles", "acknowledgedCyclePaths", edges
+            ),
             undeclared=[(d["source"], d["target"]) for d in doc["drift"]["undeclared"]],
             unobserved=[(d["source"], d["target"]) for d in doc["drift"]["unobserved"]],
             conflicts=[
@@ -167,6 +174,24 @@ def graph_from_document(doc: Mapping[str, Any]) -> Graph:
     if dangling is not None:
         raise SnapshotError(f"malformed snapshot document: edge {dangling} names a missing node")
     return graph
+
+
+def _cycles_from_document(
+    doc: Mapping[str, Any], members_key: str, paths_key: str, edges: Mapping[tuple[str, str], Edge]
+) -> list[Cycle]:
+    """The cycles of a document; one written before it held paths gets them from its edges."""
+    members = [tuple(sorted(c)) for c in doc[members_key]]
+    paths = doc.get(paths_key)
+    if paths is not None:
+        cycles = [Cycle(m, tuple(p)) for m, p in zip(members, paths, strict=True)]
+        if any(not c.path or not set(c.path) <= set(c.members) for c in cycles):
+            raise ValueError(f"{paths_key} do not match {members_key}")
+        return cycles
+    callees: dict[str, list[str]] = {}
+    for (source, target), edge in edges.items():
+        if not edge.stale:
+            callees.setdefault(source, []).append(target)
+    return [find_cycle(m, callees) for m in members]
 
 
 def observations_from_document(doc: Mapping[str, Any]) -> list[Observation]:

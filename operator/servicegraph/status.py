@@ -50,10 +50,6 @@ def condition(
     return result
 
 
-def _arrow(cycle: list[str]) -> str:
-    return " -> ".join([*cycle, cycle[0]])
-
-
 @dataclass(frozen=True)
 class ObservedState:
     """What the polls of the observed source have shown so far."""
@@ -112,7 +108,7 @@ def graph_status(
             now=now,
         )
     if graph.cycles:
-        shown = "; ".join(_arrow(c) for c in graph.cycles[:3])
+        shown = "; ".join(c.describe() for c in graph.cycles[:3])
         more = f" (and {len(graph.cycles) - 3} more)" if len(graph.cycles) > 3 else ""
         acyclic = condition(
             "Acyclic",
@@ -158,7 +154,7 @@ def graph_status(
         "conditions": [*ours, *kept],
         **summary_document(summary),
         "drift": summary.drift,
-        "cycleSamples": [list(c) for c in graph.cycles[:MAX_SAMPLES]],
+        "cycleSamples": [list(c.path) for c in graph.cycles[:MAX_SAMPLES]],
         "driftSamples": {
             "undeclared": edge_refs(graph.undeclared[:MAX_SAMPLES]),
             "unobserved": edge_refs(graph.unobserved[:MAX_SAMPLES]),

@@ -11,6 +11,7 @@ from servicegraph.graph import (
     CONFIDENCE,
     MAX_DEPTH,
     Conflict,
+    Cycle,
     Direction,
     EdgeAttributes,
     NodeRole,
@@ -22,6 +23,7 @@ from servicegraph.graph import (
     UnknownServiceError,
     analyse,
     merge_observations,
+    prune_observations,
 )
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -318,7 +320,7 @@ def test_a_cycle_closed_only_by_a_stale_edge_is_no_cycle() -> None:
     assert not graph.nodes["a"].in_cycle and not graph.nodes["b"].in_cycle
 
     fresh = analyse(declarations, [observe("b", "a", ago=timedelta(days=6))], now=NOW)
-    assert fresh.cycles == [["a", "b"]]
+    assert fresh.cycles == [Cycle(("a", "b"), ("a", "b"))]
 
 
 def test_stale_edges_do_not_count_in_blast_radius() -> None:
@@ -357,8 +359,50 @@ def test_queries_skip_stale_edges_unless_asked() -> None:
 def test_a_cycle_starts_at_its_smallest_name_and_follows_the_calls() -> None:
     # c -> b -> a -> c: call order from a is a, c, b (not alphabetical).
     graph = analyse([declare("c", "b"), declare("b", "a"), declare("a", "c")], now=NOW)
-    assert graph.cycles == [["a", "c", "b"]]
+    assert graph.cycles == [Cycle(("a", "b", "c"), ("a", "c", "b"))]
+    assert graph.cycles[0].describe() == "a -> c -> b -> a (component of 3 services)"
     assert all(graph.nodes[name].in_cycle for name in "abc")
+
+
+def test_the_path_of_a_cycle_uses_only_real_calls() -> None:
+    # a -> b, a -> c, b -> a, c -> a: one component of three, but no call b -> c.
+    graph = analyse([declare("a", "b", "c"), declare("b", "a"), declare("c", "a")], now=NOW)
+    (cycle,) = graph.cycles
+    assert cycle.members == ("a", "b", "c")
+    assert cycle.path == ("a", "b")  # the shortest way back to a, smallest name first
+    assert cycle.describe() == "a -> b -> a (component of 3 services: a, b, c)"
+    assert frozenset(cycle) == {"a", "b", "c"}  # as a collection, a cycle is its members
+
+
+def test_the_path_is_the_shortest_cycle_through_the_smallest_member() -> None:
+    # a -> b -> c -> d -> a is long; a -> z -> a is short although z sorts last.
+    graph = analyse(
+        [
+            declare("a", "b", "z"),
+            declare("b", "c"),
+            declare("c", "d"),
+            declare("d", "a"),
+            declare("z", "a"),
+        ],
+        now=NOW,
+    )
+    assert graph.cycles[0].path == ("a", "z")
+    assert graph.cycles[0].members == ("a", "b", "c", "d", "z")
+
+
+def test_describing_a_long_cycle_names_at_most_so_many_services() -> None:
+    names = [f"s{i:02}" for i in range(30)]
+    ring = [declare(name, names[(i + 1) % 30]) for i, name in enumerate(names)]
+    (cycle,) = analyse(ring, now=NOW).cycles
+    assert cycle.path == tuple(names)
+    assert cycle.describe(3) == (
+        "s00 -> s01 -> s02 -> ... and 27 more -> s00 (component of 30 services)"
+    )
+    chord = [declare("s01", "s02", "s00"), *ring[2:], ring[0]]  # s01 also calls s00 back
+    chorded = analyse(chord, now=NOW)
+    assert chorded.cycles[0].describe(3) == (
+        "s00 -> s01 -> s00 (component of 30 services: s00, s01, s02 and 27 more)"
+    )
 
 
 def test_a_cycle_with_chords_is_reported_once() -> None:
@@ -367,7 +411,8 @@ def test_a_cycle_with_chords_is_reported_once() -> None:
         [declare("a", "b"), declare("b", "a", "c"), declare("c", "a", "d"), declare("d")],
         now=NOW,
     )
-    assert graph.cycles == [["a", "b", "c"]]
+    assert [c.members for c in graph.cycles] == [("a", "b", "c")]
+    assert graph.cycles[0].path == ("a", "b")
     assert not graph.nodes["d"].in_cycle
 
 
@@ -376,14 +421,14 @@ def test_separate_cycles_are_each_reported_sorted() -> None:
         [declare("y", "x"), declare("x", "y"), declare("b", "a"), declare("a", "b", "x")],
         now=NOW,
     )
-    assert graph.cycles == [["a", "b"], ["x", "y"]]
+    assert [c.members for c in graph.cycles] == [("a", "b"), ("x", "y")]
 
 
 def test_an_acknowledged_cycle_matches_by_members_in_any_order() -> None:
     declarations = [declare("a", "b"), declare("b", "c"), declare("c", "a")]
     graph = analyse(declarations, now=NOW, acknowledged_cycles=[["c", "a", "b"]])
     assert graph.cycles == []
-    assert graph.acknowledged_cycles == [["a", "b", "c"]]
+    assert graph.acknowledged_cycles == [Cycle(("a", "b", "c"), ("a", "b", "c"))]
     assert graph.summary().cycles == 0
     # Acknowledging silences the alarm; the services are still in a cycle.
     assert graph.nodes["a"].in_cycle
@@ -395,7 +440,7 @@ def test_a_grown_cycle_is_unacknowledged_again() -> None:
         now=NOW,
         acknowledged_cycles=[["a", "b"]],
     )
-    assert graph.cycles == [["a", "b", "c"]]
+    assert [c.members for c in graph.cycles] == [("a", "b", "c")]
     assert graph.acknowledged_cycles == []
 
 
@@ -405,13 +450,13 @@ def test_acknowledging_one_cycle_leaves_the_others_alarmed() -> None:
         now=NOW,
         acknowledged_cycles=[["y", "x"]],
     )
-    assert graph.cycles == [["a", "b"]]
-    assert graph.acknowledged_cycles == [["x", "y"]]
+    assert [c.members for c in graph.cycles] == [("a", "b")]
+    assert [c.members for c in graph.acknowledged_cycles] == [("x", "y")]
 
 
 def test_an_observed_edge_can_close_a_cycle() -> None:
     graph = analyse([declare("a", "b"), declare("b")], [observe("b", "a")], now=NOW)
-    assert graph.cycles == [["a", "b"]]
+    assert graph.cycles == [Cycle(("a", "b"), ("a", "b"))]
 
 
 # --- drift -------------------------------------------------------------------------------------
@@ -479,6 +524,58 @@ def test_merged_history_keeps_an_edge_that_a_failed_poll_missed() -> None:
     after_empty_poll = merge_observations(history, [])
     graph = analyse([], after_empty_poll, now=NOW)
     assert ("a", "b") in graph.edges and not graph.edges[("a", "b")].stale
+
+
+def test_merged_last_seen_is_kept_to_the_second() -> None:
+    jittery = Observation("a", "b", SourceKind.OTEL, NOW.replace(microsecond=654321))
+    (merged,) = merge_observations([], [jittery])
+    assert merged.last_seen == NOW
+    older = Observation("a", "b", SourceKind.OTEL, NOW - timedelta(microseconds=1))
+    (again,) = merge_observations([older], [jittery])
+    assert again.last_seen == NOW  # the history's own microseconds go too
+
+
+def test_pruning_drops_what_was_not_seen_within_the_retention() -> None:
+    fresh = observe("a", "b", ago=timedelta(minutes=5))
+    at_the_horizon = observe("a", "c", ago=timedelta(hours=1))
+    too_old = observe("x", "y", ago=timedelta(hours=1, seconds=1))
+    kept, dropped = prune_observations(
+        [fresh, at_the_horizon, too_old], now=NOW, retention=timedelta(hours=1)
+    )
+    assert (kept, dropped) == ([fresh, at_the_horizon], 1)
+    graph = analyse([declare("a", "b")], kept, now=NOW)
+    assert set(graph.nodes) == {"a", "b", "c"}  # x and y were known only to the dropped one
+
+
+def test_pruning_takes_any_iterable() -> None:
+    kept, dropped = prune_observations(
+        (o for o in [observe("a", "b", ago=WEEK)]), now=NOW, retention=timedelta(days=1)
+    )
+    assert (kept, dropped) == ([], 1)
+
+
+def test_churning_names_keep_the_history_bounded_by_the_retention() -> None:
+    # A poll every 10 s for ~28 h, each bringing two peers never seen before (pod IPs).
+    interval, retention = timedelta(seconds=10), timedelta(hours=1)
+    polls_within = retention // interval + 1  # the horizon is inclusive
+    history: list[Observation] = []
+    pruned = 0
+    for poll in range(10_000):
+        now = NOW + poll * interval
+        ip = f"10.{poll // 65536 % 256}.{poll // 256 % 256}.{poll % 256}"
+        seen = [
+            Observation("frontend", ip, SourceKind.OTEL, now.replace(microsecond=poll % 1000)),
+            Observation(f"{ip}:8080", "cart", SourceKind.OTEL, now),
+        ]
+        history, dropped = prune_observations(
+            merge_observations(history, seen), now=now, retention=retention
+        )
+        pruned += dropped
+        assert len(history) <= 2 * polls_within
+    assert len(history) == 2 * polls_within
+    assert pruned == 2 * 10_000 - len(history)
+    graph = analyse([], history, now=now)
+    assert len(graph.nodes) == 2 + 2 * polls_within  # frontend, cart and the recent peers
 
 
 # --- queries -----------------------------------------------------------------------------------

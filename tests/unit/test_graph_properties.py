@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from servicegraph import snapshot
 from servicegraph.graph import (
     MAX_DEPTH,
+    Cycle,
     Direction,
     EdgeAttributes,
     Graph,
@@ -38,12 +41,13 @@ class RandomGraph:
     def live(self) -> set[Edge]:
         return self.edges - self.stale
 
-    def analyse(self) -> Graph:
+    def analyse(self, acknowledged_cycles: Iterable[Iterable[str]] = ()) -> Graph:
         return analyse(
             self.declarations,
             self.observations,
             now=NOW,
             stale_after=timedelta(hours=STALE_AFTER_HOURS),
+            acknowledged_cycles=acknowledged_cycles,
             observing=True,
         )
 
@@ -151,29 +155,79 @@ def test_query_matches_breadth_first_reference(
     assert set(result.edges) == edges
 
 
-@settings(max_examples=300, deadline=None)
-@given(random_graphs())
-def test_cycles_are_the_mutually_reachable_groups_over_live_edges(graph: RandomGraph) -> None:
-    result = graph.analyse()
+def shortest_cycle_length(start: str, edges: set[Edge]) -> int | None:
+    """Calls on the shortest way from `start` back to itself, by brute-force breadth-first."""
+    distance, frontier, steps = {start}, {start}, 0
+    while frontier:
+        steps += 1
+        following = {t for (s, t) in edges if s in frontier}
+        if start in following:
+            return steps
+        frontier = following - distance
+        distance |= frontier
+    return None
+
+
+def mutually_reachable_groups(graph: RandomGraph) -> set[frozenset[str]]:
     reach = {name: reachable(name, graph.live) for name in graph.nodes}
-    expected = {
+    groups = {
         frozenset(m for m in graph.nodes if m in reach[name] and name in reach[m])
         for name in graph.nodes
     }
-    expected = {group for group in expected if len(group) >= 2}
+    return {group for group in groups if len(group) >= 2}
 
-    assert result.acknowledged_cycles == []
-    assert {frozenset(cycle) for cycle in result.cycles} == expected
-    assert len(result.cycles) == len(expected)  # each group once
+
+def assert_a_real_shortest_cycle(cycle: Cycle, graph: RandomGraph) -> None:
+    members, path = cycle.members, cycle.path
+    assert path[0] == members[0] == min(members)
+    assert len(path) >= 2 and len(set(path)) == len(path)
+    assert set(path) <= set(members)  # within one component
+    for caller, callee in zip(path, (*path[1:], path[0]), strict=True):
+        assert (caller, callee) in graph.live, (caller, callee)
+    assert len(path) == shortest_cycle_length(path[0], graph.live)
+
+
+@settings(max_examples=300, deadline=None)
+@given(random_graphs(), st.data())
+def test_cycles_are_the_mutually_reachable_groups_over_live_edges(
+    graph: RandomGraph, data: st.DataObject
+) -> None:
+    expected = mutually_reachable_groups(graph)
+    acknowledged = (
+        data.draw(st.sets(st.sampled_from(sorted(expected, key=sorted)))) if expected else set()
+    )
+    result = graph.analyse(
+        acknowledged_cycles=[sorted(group, reverse=True) for group in acknowledged]
+    )
+
+    assert {frozenset(c.members) for c in result.acknowledged_cycles} == acknowledged
+    assert {frozenset(c) for c in result.cycles} == expected - acknowledged
+    every = [*result.cycles, *result.acknowledged_cycles]
+    assert len(every) == len(expected)  # each group once
     assert result.cycles == sorted(result.cycles)
-    for cycle in result.cycles:
-        assert cycle[0] == min(cycle)
-        assert len(set(cycle)) == len(cycle)
-        # Call order: every member after the first is called by a member listed before it.
-        for position, name in enumerate(cycle[1:], start=1):
-            assert any((caller, name) in graph.live for caller in cycle[:position])
+    assert result.summary().cycles == len(expected - acknowledged)
+    for cycle in every:
+        assert list(cycle.members) == sorted(cycle.members)
+        assert_a_real_shortest_cycle(cycle, graph)
     in_cycle = {name for group in expected for name in group}
     assert {name for name, node in result.nodes.items() if node.in_cycle} == in_cycle
+
+
+@settings(max_examples=200, deadline=None)
+@given(random_graphs())
+def test_every_printed_or_stored_cycle_is_a_real_one(graph: RandomGraph) -> None:
+    result = graph.analyse()
+    for cycle in result.cycles:
+        arrow = " -> ".join([*cycle.path, cycle.path[0]])
+        assert cycle.describe().startswith(f"{arrow} (component of {cycle.size} services")
+
+    doc = snapshot.to_document(result)
+    assert doc["cycles"] == [list(c.members) for c in result.cycles]
+    assert doc["cyclePaths"] == [list(c.path) for c in result.cycles]
+    assert snapshot.graph_from_document(doc).cycles == result.cycles
+    # A document written before it held paths: they are found again from its edges.
+    older = {k: v for k, v in doc.items() if k not in ("cyclePaths", "acknowledgedCyclePaths")}
+    assert snapshot.graph_from_document(older).cycles == result.cycles
 
 
 @settings(max_examples=300, deadline=None)
