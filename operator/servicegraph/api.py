@@ -331,10 +331,10 @@ class ObservedSource(ApiModel):
     metric_prefix: Annotated[
         str, StringConstraints(max_length=200, pattern=METRIC_PREFIX_PATTERN)
     ] = Field("traces_service_graph", description="Prefix of the service-graph metrics.")
-    interval: Annotated[Duration, DurationRange("10s", "24h")] = Field(
+    interval: Annotated[Duration, DurationRange("1s", "24h")] = Field(
         "15m", description="How often to poll."
     )
-    window: Annotated[Duration, DurationRange("1m", "30d")] = Field(
+    window: Annotated[Duration, DurationRange("10s", "30d")] = Field(
         "1h", description="How far back an observation counts."
     )
     min_request_rate: float = Field(
@@ -345,10 +345,11 @@ class ObservedSource(ApiModel):
         allow_inf_nan=False,
         description="Requests per second below which an observed edge is noise.",
     )
-    retention: Annotated[Duration, DurationRange("1h", "8760h")] = Field(
-        "720h",
+    retention: Annotated[Duration, DurationRange("10s", "8760h")] | None = Field(
+        None,
         description="An edge or node that only observation knows and nobody has seen within "
-        "the retention leaves the graph and the snapshot. At least staleAfter.",
+        "the retention leaves the graph and the snapshot. At least staleAfter; default 720h "
+        "(30 days), or staleAfter when that is longer.",
     )
 
     @property
@@ -358,10 +359,6 @@ class ObservedSource(ApiModel):
     @property
     def window_seconds(self) -> float:
         return parse_duration(self.window)
-
-    @property
-    def retention_seconds(self) -> float:
-        return parse_duration(self.retention)
 
 
 class GraphSelector(ApiModel):
@@ -422,13 +419,13 @@ DEFAULT_RETENTION: Final = "720h"
 def _retention_rule() -> dict[str, JsonValue]:
     """spec.observed.retention >= spec.staleAfter, with the defaults the API server would apply
     (the offline check sees objects before defaulting)."""
-    retention = f"(has(self.observed.retention) ? self.observed.retention : '{DEFAULT_RETENTION}')"
     stale = f"(has(self.staleAfter) ? self.staleAfter : '{DEFAULT_STALE_AFTER}')"
+    given = "has(self.observed) && has(self.observed.retention)"
     return {
-        "rule": f"!has(self.observed) || {_cel_millis(retention)} >= {_cel_millis(stale)}",
+        "rule": f"!({given}) || {_cel_millis('self.observed.retention')} >= {_cel_millis(stale)}",
         "message": "observed.retention must be at least staleAfter",
-        "messageExpression": "'observed.retention (' + (has(self.observed) ? "
-        f"{retention} : '{DEFAULT_RETENTION}') + ') must be at least staleAfter (' + {stale} + ')'",
+        "messageExpression": f"'observed.retention (' + ({given} ? self.observed.retention : "
+        f"'') + ') must be at least staleAfter (' + {stale} + ')'",
     }
 
 
@@ -445,7 +442,7 @@ class ServiceGraphSpec(ApiModel):
     observed: ObservedSource | None = Field(
         None, description="Observed dependencies; absent means a declared-only graph."
     )
-    stale_after: Annotated[Duration, DurationRange("1m", "8760h")] = Field(
+    stale_after: Annotated[Duration, DurationRange("10s", "8760h")] = Field(
         DEFAULT_STALE_AFTER, description="An observed edge not seen for this long is stale."
     )
     acknowledged_cycles: list[
@@ -460,8 +457,10 @@ class ServiceGraphSpec(ApiModel):
     @model_validator(mode="after")
     def _retention_covers_staleness(self) -> ServiceGraphSpec:
         observed = self.observed
-        if observed is not None and duration_millis(observed.retention) < duration_millis(
-            self.stale_after
+        if (
+            observed is not None
+            and observed.retention is not None
+            and duration_millis(observed.retention) < duration_millis(self.stale_after)
         ):
             raise PydanticCustomError(
                 "retention_shorter_than_stale_after",
@@ -472,6 +471,15 @@ class ServiceGraphSpec(ApiModel):
     @property
     def stale_after_seconds(self) -> float:
         return parse_duration(self.stale_after)
+
+    @property
+    def retention_seconds(self) -> float:
+        """How long observation history is kept: the given retention, else 720h or
+        staleAfter when that is longer (a stale edge must live to be seen stale)."""
+        given = self.observed.retention if self.observed is not None else None
+        if given is not None:
+            return parse_duration(given)
+        return max(parse_duration(DEFAULT_RETENTION), self.stale_after_seconds)
 
     def analyse(
         self,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from servicegraph.graph import Graph
 
 PostEvent = Callable[[str, str, str], None]  # (type, reason, message)
+MAX_EVENT_NAMES = 20  # an Event's message stays short however large the cycle
 
 
 class CycleEvents:
@@ -19,8 +20,8 @@ class CycleEvents:
         self.logger = logger
         self.seen: set[frozenset[str]] | None = None  # None: nothing known yet
 
-    def restore(self, cycles: list[list[str]]) -> None:
-        """The cycles the last snapshot held: those were announced already."""
+    def restore(self, cycles: Iterable[Iterable[str]]) -> None:
+        """The cycles (members) the last snapshot held: those were announced already."""
         self.seen = {frozenset(c) for c in cycles}
 
     def post(self, graph: Graph) -> None:
@@ -28,14 +29,17 @@ class CycleEvents:
         before = self.seen if self.seen is not None else set()
         for members, cycle in current.items():
             if members not in before:
-                path = " -> ".join([*cycle, cycle[0]])
-                self.post_event("Warning", "CycleDetected", f"dependency cycle: {path}")
-                self.logger.warning(f"new dependency cycle: {path}")
+                text = cycle.describe(MAX_EVENT_NAMES)
+                self.post_event("Warning", "CycleDetected", f"dependency cycle: {text}")
+                self.logger.warning(f"new dependency cycle: {text}")
         acknowledged = {frozenset(c) for c in graph.acknowledged_cycles}
         for members in before - current.keys():
             if members in acknowledged:  # silenced, not gone: "resolved" would be untrue
                 continue
-            self.post_event(
-                "Normal", "CycleResolved", f"cycle between {', '.join(sorted(members))} is gone"
+            names = sorted(members)
+            shown = ", ".join(names[:MAX_EVENT_NAMES])
+            more = (
+                f" and {len(names) - MAX_EVENT_NAMES} more" if len(names) > MAX_EVENT_NAMES else ""
             )
+            self.post_event("Normal", "CycleResolved", f"cycle between {shown}{more} is gone")
         self.seen = set(current)

@@ -233,7 +233,7 @@ class GraphLoop:
         selected = [dep for dep in self.dependencies() if mine.selects(dep)]
         declarations = [dep.declaration for dep in selected if dep.declaration is not None]
         if spec.observed is not None:
-            pruned = self.poller.prune(now, spec.observed.retention_seconds)
+            pruned = self.poller.prune(now, spec.retention_seconds)
             if pruned:
                 METRICS.pruned_observations.labels(self.namespace, self.name).inc(pruned)
         span_attributes = {"servicegraph.namespace": self.namespace, "servicegraph.name": self.name}
