@@ -11,11 +11,42 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from servicegraph.api import MAX_SAMPLES
-from servicegraph.graph import Graph, ServiceDeclaration
+from servicegraph.api import MAX_DEPENDENCIES, MAX_SAMPLES
+from servicegraph.graph import Cycle, Graph, ServiceDeclaration
 from servicegraph.snapshot import edge_refs, summary_document
 
 Body = dict[str, Any]
+
+# Every string and list written here is bounded, whatever the size of the graph: the API server
+# refuses a status past its schema's limits, and then every later patch too. The CRD says the
+# same numbers (MAX_SAMPLES, MAX_DEPENDENCIES in api.py).
+MAX_SAMPLE_NAMES = 20  # names in one cycle sample, then one "and N more" entry
+MAX_CYCLES_IN_MESSAGE = 3  # cycles spelled out in the Acyclic condition
+MAX_MESSAGE_LENGTH = 1024  # characters of a condition message (the schema allows 32768)
+MAX_ERROR_LENGTH = 1024  # characters of an error text (observed.lastError)
+_ELLIPSIS = "..."
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE_LENGTH) -> str:
+    """`text`, cut to `limit` characters with an ellipsis when longer."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - len(_ELLIPSIS)] + _ELLIPSIS
+
+
+def cycle_sample(cycle: Cycle) -> list[str]:
+    """A cycle for `cycleSamples`: its path, at most MAX_SAMPLE_NAMES names of it, then one
+    entry "and N more" counting the services of the component the sample leaves out."""
+    names = list(cycle.path[:MAX_SAMPLE_NAMES])
+    left_out = cycle.size - len(names)
+    return [*names, f"and {left_out} more"] if left_out else names
+
+
+def cycles_message(cycles: list[Cycle]) -> str:
+    """The Acyclic message for unacknowledged `cycles`: their count and the first few paths."""
+    shown = "; ".join(c.describe(MAX_SAMPLE_NAMES) for c in cycles[:MAX_CYCLES_IN_MESSAGE])
+    first = f", the first {MAX_CYCLES_IN_MESSAGE}" if len(cycles) > MAX_CYCLES_IN_MESSAGE else ""
+    return bounded(f"{len(cycles)} unacknowledged cycle(s){first}: {shown}")
 
 
 def timestamp(moment: datetime) -> str:
@@ -42,7 +73,7 @@ def condition(
         "type": type_,
         "status": status,
         "reason": reason,
-        "message": message,
+        "message": bounded(message),
         "lastTransitionTime": since or timestamp(now),
     }
     if generation is not None:
@@ -108,13 +139,11 @@ def graph_status(
             now=now,
         )
     if graph.cycles:
-        shown = "; ".join(c.describe() for c in graph.cycles[:3])
-        more = f" (and {len(graph.cycles) - 3} more)" if len(graph.cycles) > 3 else ""
         acyclic = condition(
             "Acyclic",
             False,
             "CyclesFound",
-            f"{len(graph.cycles)} unacknowledged cycle(s): {shown}{more}",
+            cycles_message(graph.cycles),
             generation=generation,
             previous=conditions,
             now=now,
@@ -154,7 +183,7 @@ def graph_status(
         "conditions": [*ours, *kept],
         **summary_document(summary),
         "drift": summary.drift,
-        "cycleSamples": [list(c.path) for c in graph.cycles[:MAX_SAMPLES]],
+        "cycleSamples": [cycle_sample(c) for c in graph.cycles[:MAX_SAMPLES]],
         "driftSamples": {
             "undeclared": edge_refs(graph.undeclared[:MAX_SAMPLES]),
             "unobserved": edge_refs(graph.unobserved[:MAX_SAMPLES]),
@@ -177,7 +206,9 @@ def graph_status(
         else {
             "lastPollTime": observed.last_poll_time,
             "lastSuccessTime": observed.last_success_time,
-            "lastError": observed.last_error,
+            "lastError": None
+            if observed.last_error is None
+            else bounded(observed.last_error, MAX_ERROR_LENGTH),
             "series": observed.series,
         }
     )
@@ -197,6 +228,7 @@ def dependency_status(
     targets = sorted({target for target, _ in declaration.depends_on})
     known = graph.nodes
     resolved = [t for t in targets if t in known and known[t].declared]
+    unresolved = [t for t in targets if t not in known or not known[t].declared]
     conditions = previous.get("conditions") or []
     loser_of = next(
         (
@@ -232,8 +264,8 @@ def dependency_status(
     return {
         "observedGeneration": generation,
         "conditions": [accepted],
-        "resolvedTargets": resolved,
-        "unresolvedTargets": [t for t in targets if t not in resolved],
+        "resolvedTargets": resolved[:MAX_DEPENDENCIES],
+        "unresolvedTargets": unresolved[:MAX_DEPENDENCIES],
         "inCycle": bool(node and node.in_cycle and loser_of is None),
     }
 

@@ -21,6 +21,12 @@ from servicegraph.graph import (
     SourceKind,
     analyse,
 )
+from servicegraph.status import (
+    MAX_CYCLES_IN_MESSAGE,
+    MAX_SAMPLE_NAMES,
+    cycle_sample,
+    graph_status,
+)
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 STALE_AFTER_HOURS = 168
@@ -220,6 +226,21 @@ def test_every_printed_or_stored_cycle_is_a_real_one(graph: RandomGraph) -> None
     for cycle in result.cycles:
         arrow = " -> ".join([*cycle.path, cycle.path[0]])
         assert cycle.describe().startswith(f"{arrow} (component of {cycle.size} services")
+        sample = cycle_sample(cycle)
+        assert sample[: len(cycle.path)] == list(cycle.path[:MAX_SAMPLE_NAMES])
+
+    status = graph_status(
+        result,
+        generation=1,
+        previous={},
+        snapshot=None,
+        snapshot_error=None,
+        observed=None,
+        now=NOW,
+    )
+    acyclic = next(c for c in status["conditions"] if c["type"] == "Acyclic")
+    for cycle in result.cycles[:MAX_CYCLES_IN_MESSAGE]:
+        assert cycle.describe(MAX_SAMPLE_NAMES) in acyclic["message"]
 
     doc = snapshot.to_document(result)
     assert doc["cycles"] == [list(c.members) for c in result.cycles]
