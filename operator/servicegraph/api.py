@@ -7,7 +7,7 @@ enum or range changes here and nowhere else.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -73,7 +73,7 @@ ShortText = Annotated[str, StringConstraints(max_length=253)]
 MAX_DEPENDENCIES = 512
 MAX_SAMPLES = 10
 # A cycle sample holds its first MAX_CYCLE_SAMPLE_NAMES members and then, for a longer cycle,
-# one "and N more" entry (see `cycle_sample`).
+# one "and N more" entry (see `status.cycle_sample`).
 MAX_CYCLE_SAMPLE_NAMES = 20
 MAX_LAST_ERROR = 1024
 MAX_CONDITIONS = 32
@@ -167,14 +167,6 @@ class DurationRange:
         json_schema = handler(schema)
         json_schema["x-kubernetes-validations"] = [self.cel_rule()]
         return json_schema
-
-
-def cycle_sample(cycle: Sequence[str]) -> list[str]:
-    """A cycle as `status.cycleSamples` holds it: its first MAX_CYCLE_SAMPLE_NAMES members and,
-    when there are more, a last entry "and N more"."""
-    if len(cycle) <= MAX_CYCLE_SAMPLE_NAMES:
-        return list(cycle)
-    return [*cycle[:MAX_CYCLE_SAMPLE_NAMES], f"and {len(cycle) - MAX_CYCLE_SAMPLE_NAMES} more"]
 
 
 class ApiModel(BaseModel):

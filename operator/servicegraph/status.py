@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from servicegraph.api import MAX_DEPENDENCIES, MAX_SAMPLES
+from servicegraph.api import MAX_CYCLE_SAMPLE_NAMES, MAX_DEPENDENCIES, MAX_LAST_ERROR, MAX_SAMPLES
 from servicegraph.graph import Cycle, Graph, ServiceDeclaration
 from servicegraph.snapshot import edge_refs, summary_document
 
@@ -20,10 +20,10 @@ Body = dict[str, Any]
 # Every string and list written here is bounded, whatever the size of the graph: the API server
 # refuses a status past its schema's limits, and then every later patch too. The CRD says the
 # same numbers (MAX_SAMPLES, MAX_DEPENDENCIES in api.py).
-MAX_SAMPLE_NAMES = 20  # names in one cycle sample, then one "and N more" entry
+MAX_SAMPLE_NAMES = MAX_CYCLE_SAMPLE_NAMES  # names in one cycle sample, then "and N more"
 MAX_CYCLES_IN_MESSAGE = 3  # cycles spelled out in the Acyclic condition
 MAX_MESSAGE_LENGTH = 1024  # characters of a condition message (the schema allows 32768)
-MAX_ERROR_LENGTH = 1024  # characters of an error text (observed.lastError)
+MAX_ERROR_LENGTH = MAX_LAST_ERROR  # characters of an error text (observed.lastError)
 _ELLIPSIS = "..."
 
 

@@ -26,7 +26,6 @@ from servicegraph.api import (
     ServiceGraphSpec,
     SnapshotSpec,
     _cel_millis,
-    cycle_sample,
     duration_millis,
     parse_duration,
 )
@@ -97,8 +96,9 @@ def test_bounds_are_the_same_in_the_models_and_the_crd(
         outside.append(millis_text(duration_millis(low) - 1))
     for value in outside:
         message = f"spec.{path}: Invalid value: must be between {low} and {high}, not {value}"
-        assert [str(e) for e in validate(graph(spec_with(path, value)))] == [message]
-        assert model_errors(spec_with(path, value)) == [message]
+        # Below its minimum, a retention is also shorter than any staleAfter: both are said.
+        assert message in [str(e) for e in validate(graph(spec_with(path, value)))]
+        assert message in model_errors(spec_with(path, value))
 
 
 def test_defaults_and_seconds() -> None:
@@ -284,10 +284,3 @@ def test_status_bounds() -> None:
     dependency = object_schema(KINDS[0])["properties"]["status"]["properties"]
     for field in ("resolvedTargets", "unresolvedTargets"):
         assert dependency[field]["maxItems"] == MAX_DEPENDENCIES
-
-
-def test_cycle_sample() -> None:
-    assert cycle_sample(["a", "b"]) == ["a", "b"]
-    names = [f"s{i}" for i in range(25)]
-    assert cycle_sample(names) == [*names[:20], "and 5 more"]
-    assert cycle_sample(names[:20]) == names[:20]

@@ -234,7 +234,7 @@ def test_every_printed_or_stored_cycle_is_a_real_one(graph: RandomGraph) -> None
         generation=1,
         previous={},
         snapshot=None,
-        snapshot_error=None,
+        problem=None,
         observed=None,
         now=NOW,
     )

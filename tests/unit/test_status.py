@@ -59,7 +59,7 @@ def status_of(graph: Graph, **overrides: Any) -> dict[str, Any]:
         "generation": 3,
         "previous": {},
         "snapshot": SnapshotInfo("shop-graph", "abc123", 1000, 1, "2026-05-01T12:00:00Z"),
-        "snapshot_error": None,
+        "problem": None,
         "observed": None,
         "now": NOW,
         **overrides,
@@ -176,7 +176,9 @@ def test_error_texts_are_capped() -> None:
         last_poll_time="2026-05-01T12:00:00Z",
         last_error=error,
     )
-    status = status_of(analyse(ring(3), now=NOW), snapshot_error=error, observed=observed)
+    status = status_of(
+        analyse(ring(3), now=NOW), problem=("SnapshotWriteFailed", error), observed=observed
+    )
     assert_bounded(status)
     assert len(status["observed"]["lastError"]) == MAX_ERROR_LENGTH
     assert status["observed"]["lastError"].endswith("...")
