@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from tests.support.emulator import Api
-from tests.support.kubectl import KubectlError
+from tests.support.kubectl import KubectlError, wait_for
+from tests.support.operator_process import StartOperator
 
 pytestmark = pytest.mark.e2e
 
@@ -385,3 +386,33 @@ def test_unknown_fields_are_refused_when_kubectl_asks_for_strict_validation(
     assert api.kubectl.get("servicedependency", "cart")["spec"] == {
         "dependsOn": [{"service": "redis", "communicationMode": "sync", "criticality": "hard"}]
     }
+
+
+def test_the_operator_writes_only_what_the_apiserver_accepts(
+    api: Api, start_operator: StartOperator, crds: None
+) -> None:
+    """The operator's writes on Online Boutique (statuses, finalizers, annotations) pass
+    admission whole: nothing refused, nothing pruned."""
+    boutique = ROOT / "manifests/examples/online-boutique"
+    api.kubectl("apply", "-f", str(boutique / "namespace.yaml"))
+    api.kubectl("apply", "-f", str(boutique))
+    start_operator()
+    ready = '{.status.conditions[?(@.type=="Ready")].status}'
+
+    def graph_ready() -> bool:
+        path = f"jsonpath={ready}"
+        return api.kubectl("get", "sg", "online-boutique", "-n", "online-boutique", "-o", path) == (
+            "True"
+        )
+
+    wait_for(graph_ready, timeout=30)
+    wait_for(
+        lambda: all(
+            s.get("status", {}).get("conditions")
+            for s in api.kubectl.get("sdep", "-n", "online-boutique")["items"]
+        ),
+        timeout=30,
+    )
+    assert api.emulator.writes[GROUP, "servicegraphs", "status", "patch"] >= 1
+    assert api.emulator.admission.refused == []
+    assert api.emulator.admission.pruned == []

@@ -150,6 +150,9 @@ class ApiEmulator(kmock.KubernetesEmulator):
     * `inject(method, path_regex, status, times=1, headers=None, delay=0)`: fail, or delay,
       matching requests.
     * `drop_watches()`: end the open watch streams (clients reconnect and resume).
+    * `admission.pruned`: the unknown fields dropped from writes of our kinds, as
+      (kind, name, field): what a real apiserver would silently not store;
+      `admission.refused`: (kind, name, message) of each write of our kinds refused.
     """
 
     bookmark_interval: float = 5.0  # seconds between BOOKMARKs on watches that allow them
@@ -656,6 +659,7 @@ class Admission:
         # Unknown fields dropped from writes, (kind, name, field), for assertions: a real
         # apiserver drops them silently too (with only a Warning header).
         self.pruned: list[tuple[str, str, str]] = []
+        self.refused: list[tuple[str, str, str]] = []  # (kind, name, message) of each 422
         for path in sorted(crd_dir.glob(f"{ADMITTED_GROUP}_*.yaml")):
             crd = yaml.safe_load(path.read_text())
             kind = crd["spec"]["names"]["kind"]
@@ -698,6 +702,7 @@ class Admission:
         if causes:
             listed = [f"{c['field']}: {c['message']}" for c in causes]
             shown = listed[0] if len(listed) == 1 else f"[{', '.join(listed)}]"
+            self.refused.append((kind, name, shown))
             raise kmock.KubernetesError(
                 status=422,
                 reason="Invalid",
