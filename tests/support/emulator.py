@@ -22,11 +22,19 @@ How it is built on kmock (pinned ==0.8: this touches its internals):
   other namespaces must be created before anything goes into them (Kopf watches a namespace
   only once it exists), and deleting a namespace deletes its contents.
 
-What it never does (keep other checks for these): schema validation, pruning, defaulting,
-admission and CEL rules, server-side apply, strategic-merge list merging (treated as a JSON
-merge patch: lists are replaced), field managers, pagination, deletecollection, scale
-subresources. Garbage collection is synchronous. `generation` is kept for every kind (real
-ConfigMaps have none) and grows on any change outside metadata and status.
+Admission of our own kinds (ServiceDependency, ServiceGraph): every create, replace and patch,
+of the object and of its /status, is checked as the API server checks it, on the object the
+write would store. Unknown fields are pruned (refused with fieldValidation=Strict, which
+kubectl sends), `default:` values filled in, then the schema from crds/ (read when the emulator
+starts), list-map and set keys and CEL rules are checked by `servicegraph.validation.validate()`
+(the checks of `servicegraph check`); a refusal is a 422 Status in the API server's wording.
+See `Admission`.
+
+What it never does (keep other checks for these): schema validation of other kinds, admission
+webhooks, CEL transition rules, validation ratcheting, server-side apply, strategic-merge list
+merging (treated as a JSON merge patch: lists are replaced), field managers, pagination,
+deletecollection, scale subresources. Garbage collection is synchronous. `generation` is kept
+for every kind (real ConfigMaps have none) and grows on any change outside metadata and status.
 """
 
 from __future__ import annotations
@@ -55,7 +63,11 @@ import attrs
 import jsonpatch
 import jsonpointer
 import kmock
+import yaml
 from kmock._internal import parsing, rendering
+
+from servicegraph import validation
+from servicegraph.crds import object_schema
 
 from .kubectl import Kubectl
 
@@ -64,6 +76,8 @@ Body = dict[str, Any]
 Key = tuple[kmock.resource, str | None, str]  # (resource, namespace, name): kmock's store key
 
 CRDS = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
+ADMITTED_GROUP = "graph.slo-engine.io"  # the kinds whose writes are admitted as by the apiserver
 NAMESPACES = kmock.resource("", "v1", "namespaces")
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 WRITE_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
@@ -136,6 +150,9 @@ class ApiEmulator(kmock.KubernetesEmulator):
     * `inject(method, path_regex, status, times=1, headers=None, delay=0)`: fail, or delay,
       matching requests.
     * `drop_watches()`: end the open watch streams (clients reconnect and resume).
+    * `admission.pruned`: the unknown fields dropped from writes of our kinds, as
+      (kind, name, field): what a real apiserver would silently not store;
+      `admission.refused`: (kind, name, message) of each write of our kinds refused.
     """
 
     bookmark_interval: float = 5.0  # seconds between BOOKMARKs on watches that allow them
@@ -149,6 +166,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
     _watch_epoch: int = attrs.field(default=0, init=False)  # drop_watches() ends older streams
     _faults: list[Fault] = attrs.field(factory=list, init=False)
     _columns: dict[kmock.resource, list[Body]] = attrs.field(factory=dict, init=False)
+    admission: Admission = attrs.field(factory=lambda: Admission(), init=False)  # reads crds/
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -254,7 +272,8 @@ class ApiEmulator(kmock.KubernetesEmulator):
         elif method == "GET":
             payload = self._existing(request)[1]
         elif method == "POST" and name is None:
-            payload = self._create(res, _json_body(request, dict), request.namespace)
+            body = _json_body(request, dict)
+            payload = self._create(res, body, request.namespace, strict=_strict(request))
             status = 201
         elif method in ("PUT", "PATCH") and name is not None:
             payload = self._update(request, res, info)
@@ -306,7 +325,9 @@ class ApiEmulator(kmock.KubernetesEmulator):
 
     # -- writes ------------------------------------------------------------------------------------
 
-    def _create(self, res: kmock.resource, body: Body, namespace: str | None = None) -> Body:
+    def _create(
+        self, res: kmock.resource, body: Body, namespace: str | None = None, *, strict: bool = False
+    ) -> Body:
         """Gap 2: the server assigns the identity and bookkeeping metadata."""
         info = self.resources[res]
         meta = body.setdefault("metadata", {})
@@ -331,6 +352,8 @@ class ApiEmulator(kmock.KubernetesEmulator):
         body.setdefault("kind", info.kind)
         if "status" in info.subresources:  # the status is written through /status only
             body.pop("status", None)
+        if res in self.admission:
+            self.admission.admit(res, body, strict=strict)
         if res == NAMESPACES:
             body["status"] = {"phase": "Active"}
         if res == CRDS:  # the apiserver accepts the names and serves the resource at once
@@ -384,6 +407,8 @@ class ApiEmulator(kmock.KubernetesEmulator):
                 meta[field] = old["metadata"][field]
             else:
                 meta.pop(field, None)
+        if res in self.admission:
+            self.admission.admit(res, new, strict=_strict(request))
         if new == old:  # a no-op: no new resourceVersion, no watch event
             return old
         if _without(new, "metadata", "status") != _without(old, "metadata", "status"):
@@ -614,6 +639,347 @@ class ApiEmulator(kmock.KubernetesEmulator):
         return doc
 
 
+# -- admission of our kinds --------------------------------------------------------------------
+
+
+class Admission:
+    """What kube-apiserver does to a ServiceDependency or ServiceGraph before storing it.
+
+    The schemas are those of crds/ (the files `kubectl apply -f crds/` sends), read once. On the
+    object a write would store: prune the fields the schema does not know (silently, as the
+    apiserver does for clients that ask for no strict field validation), drop nulls, fill in
+    `default:` values, then check it. The checks are `servicegraph.validation.validate()`, so
+    the emulator refuses what `servicegraph check` refuses, with two additions of the API
+    server's that validate() lacks: `format: date-time`, and CEL rules evaluated when the
+    other errors do not block them (only type and enum errors do). The refusal is shaped as
+    the apiserver's: 422 Invalid, one cause per error, messages in its wording."""
+
+    def __init__(self, crd_dir: Path = CRD_DIR) -> None:
+        self.schemas: dict[kmock.resource, tuple[str, Body]] = {}  # resource -> (kind, schema)
+        # Unknown fields dropped from writes, (kind, name, field), for assertions: a real
+        # apiserver drops them silently too (with only a Warning header).
+        self.pruned: list[tuple[str, str, str]] = []
+        self.refused: list[tuple[str, str, str]] = []  # (kind, name, message) of each 422
+        for path in sorted(crd_dir.glob(f"{ADMITTED_GROUP}_*.yaml")):
+            crd = yaml.safe_load(path.read_text())
+            kind = crd["spec"]["names"]["kind"]
+            for version in crd["spec"]["versions"]:
+                res = kmock.resource(
+                    crd["spec"]["group"], version["name"], crd["spec"]["names"]["plural"]
+                )
+                schema = version["schema"]["openAPIV3Schema"]
+                # validate() applies the schema generated from api.py: it must be this one, or
+                # the emulator would prune and default by one schema and validate by another.
+                generated = object_schema(validation.KINDS_BY_NAME[kind])
+                if schema != generated:
+                    raise RuntimeError(
+                        f"{path.name} is not the schema generated from api.py: "
+                        "run `servicegraph crds` to regenerate crds/"
+                    )
+                self.schemas[res] = (kind, schema)
+
+    def __contains__(self, res: object) -> bool:
+        return res in self.schemas
+
+    def admit(self, res: kmock.resource, body: Body, *, strict: bool = False) -> None:
+        """Prune and default `body` in place; raise a 422 if the API server would refuse it.
+        `strict` (the request's fieldValidation=Strict, which kubectl sends): unknown fields
+        are a 400 instead of being pruned."""
+        kind, schema = self.schemas[res]
+        pruned = _prune(body, schema, root=True)
+        name = (body.get("metadata") or {}).get("name", "")
+        if strict and pruned:
+            unknown = ", ".join(f"unknown field {json.dumps(path)}" for path in pruned)
+            raise _error(
+                400,
+                "BadRequest",
+                f'{kind} in version "{res.version}" cannot be handled as a {kind}: '
+                f"strict decoding error: {unknown}",
+            )
+        self.pruned += [(kind, name, path) for path in pruned]
+        _default(body, schema)
+        causes = self.causes(schema, body)
+        if causes:
+            listed = [f"{c['field']}: {c['message']}" for c in causes]
+            shown = listed[0] if len(listed) == 1 else f"[{', '.join(listed)}]"
+            self.refused.append((kind, name, shown))
+            raise kmock.KubernetesError(
+                status=422,
+                reason="Invalid",
+                message=f'{kind}.{res.group} "{name}" is invalid: {shown}',
+                details={"name": name, "group": res.group, "kind": kind, "causes": causes},
+            )
+
+    def causes(self, schema: Body, body: Body) -> list[Body]:
+        """The StatusCauses of every reason to refuse `body`, in the apiserver's order: schema,
+        list keys, CEL rules."""
+        errors = validation.validate(body)
+        if errors and all(e.field.startswith("metadata") for e in errors):
+            return [_cause(*_metadata_error(e)) for e in errors]  # validate() stops there
+        rules = _rules(schema)
+        schema_errors, key_errors, rule_errors = [], [], []
+        for error in errors:
+            message = error.message
+            if message.startswith("Duplicate value: "):
+                key_errors.append(_duplicate(schema, body, error.field))
+            elif message.startswith("Invalid value: ") and message[15:] in rules:
+                rule_errors.append(_rule(rules[message[15:]], error.field))
+            else:
+                schema_errors.append(_reshape(body, error.field, message))
+        schema_errors += _format_errors(schema, body, "")
+        schema_errors.sort(key=lambda e: e[1])
+        blocked = any(reason in _BLOCKING for reason, _, _ in schema_errors)
+        if blocked:
+            rule_errors = [("FieldValueInvalid", "<nil>", _UNCHECKED)]
+        elif errors and not rule_errors:  # validate() skips CEL when anything else is wrong
+            rule_errors = [
+                _rule(rules[e.message[15:]], e.field)
+                for e in validation._rule_errors(schema, body, "")
+            ]
+        return [_cause(*e) for e in schema_errors + key_errors + rule_errors]
+
+
+# Errors after which the apiserver does not evaluate CEL rules (it says so instead).
+_BLOCKING = {"FieldValueTypeInvalid", "FieldValueNotSupported"}
+_UNCHECKED = (
+    'Invalid value: "null": some validation rules were not checked because the object was '
+    "invalid; correct the existing errors to complete validation"
+)
+_Error = tuple[str, str, str]  # (StatusCause reason, field, message without the field)
+
+
+def _cause(reason: str, field: str, message: str) -> Body:
+    return {"reason": reason, "message": message, "field": field}
+
+
+def _metadata_error(error: validation.FieldError) -> _Error:
+    reason = "FieldValueRequired" if error.message.startswith("Required") else "FieldValueInvalid"
+    return reason, error.field, error.message
+
+
+def _prune(value: Any, schema: Body, path: str = "", *, root: bool = False) -> list[str]:
+    """Structural pruning: drop the fields of objects that their schema does not declare
+    (unless it preserves unknown fields), and nulls of fields that have no default.
+    Returns the paths of the unknown fields dropped."""
+    pruned: list[str] = []
+    if isinstance(value, dict) and schema.get("type", "object") == "object":
+        props = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        for key in list(value):
+            if root and key in ("apiVersion", "kind", "metadata"):
+                continue
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            child = f"{path}.{key}" if path else key
+            if sub is None:
+                if not (schema.get("x-kubernetes-preserve-unknown-fields") or extra is True):
+                    del value[key]
+                    pruned.append(child)
+            elif value[key] is None and not sub.get("nullable"):
+                if "default" not in sub:  # else _default() fills it in
+                    del value[key]
+            else:
+                pruned += _prune(value[key], sub, child)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            pruned += _prune(item, schema["items"], f"{path}[{index}]")
+    return pruned
+
+
+def _default(value: Any, schema: Body) -> None:
+    """Structural defaulting: an absent (or null) field with a `default:` gets a copy of it,
+    in objects that are there; then the same inside every field and list item."""
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        for key, sub in props.items():
+            if "default" in sub and (value.get(key) is None and not sub.get("nullable")):
+                value[key] = copy.deepcopy(sub["default"])
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            if key in props:
+                _default(item, props[key])
+            elif isinstance(extra, dict):
+                _default(item, extra)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for item in value:
+            _default(item, schema["items"])
+
+
+# kube-openapi's strfmt.IsDateTime: a date, "T", a time with seconds and a zone (Z or ±hh:mm).
+_DATE_TIME = re.compile(r"([0-9]{2}):([0-9]{2}):([0-9]{2})(.[0-9]+)?(z|([+-][0-9]{2}:[0-9]{2}))")
+
+
+def _is_date_time(text: str) -> bool:
+    parts = text.lower().split("t")
+    if len(text) < 4 or len(parts) < 2:
+        return False
+    try:
+        datetime.datetime.strptime(parts[0], "%Y-%m-%d")
+    except ValueError:
+        return False
+    m = _DATE_TIME.fullmatch(parts[1])
+    return bool(m) and m[1] <= "23" and m[2] <= "59" and m[3] <= "59"
+
+
+def _format_errors(schema: Body, value: Any, path: str) -> list[_Error]:
+    """`format: date-time`, which validate() does not check (jsonschema ignores formats
+    unless asked) and the apiserver does, reported as it reports a wrong type."""
+    errors: list[_Error] = []
+    if isinstance(value, str) and schema.get("format") == "date-time":
+        if not _is_date_time(value):
+            detail = f"{path} in body must be of type date-time: {json.dumps(value)}"
+            errors.append(("FieldValueTypeInvalid", path, f"Invalid value: {_go(value)}: {detail}"))
+    elif isinstance(value, dict):
+        props = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                errors += _format_errors(sub, item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            errors += _format_errors(schema["items"], item, f"{path}[{index}]")
+    return errors
+
+
+def _rules(schema: Body) -> dict[str, tuple[str, Body]]:
+    """The CEL rules of a schema by the message validate() gives: {message: (type, rule)}."""
+    found: dict[str, tuple[str, Body]] = {}
+    for rule in schema.get("x-kubernetes-validations", []):
+        found[rule.get("message", rule["rule"])] = (schema.get("type", "object"), rule)
+    for sub in (schema.get("properties") or {}).values():
+        found.update(_rules(sub))
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            found.update(_rules(schema[key]))
+    return found
+
+
+def _rule(found: tuple[str, Body], field: str) -> _Error:
+    """A broken CEL rule as the apiserver words it: the value shown is the schema's type."""
+    type_, rule = found
+    reason = rule.get("reason", "FieldValueInvalid")
+    message = rule.get("message", rule["rule"])
+    return reason, field or "<nil>", f"Invalid value: {json.dumps(type_)}: {message}"
+
+
+def _field_path(path: str) -> list[str | int]:
+    return [
+        int(index) if index else key for key, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path)
+    ]
+
+
+def _lookup(body: Any, path: str) -> Any:
+    for part in _field_path(path):
+        found = isinstance(body, list) and isinstance(part, int) and part < len(body)
+        if not (found or (isinstance(body, dict) and part in body)):
+            return None
+        body = body[part]
+    return body
+
+
+def _schema_at(schema: Body, path: str) -> Body:
+    for part in _field_path(path):
+        if isinstance(part, int):
+            schema = schema.get("items") or {}
+        else:
+            extra = schema.get("additionalProperties")
+            schema = (schema.get("properties") or {}).get(part) or (
+                extra if isinstance(extra, dict) else {}
+            )
+    return schema
+
+
+def _duplicate(schema: Body, body: Body, field: str) -> _Error:
+    """A repeated list-map key or set item: the apiserver names the item and shows its keys."""
+    item_path = re.sub(r"\.[^.\[\]]+$", "", field) if not field.endswith("]") else field
+    list_path = re.sub(r"\[\d+\]$", "", item_path)
+    list_schema = _schema_at(schema, list_path)
+    item = _lookup(body, item_path)
+    if list_schema.get("x-kubernetes-list-type") == "map" and isinstance(item, dict):
+        keys = list_schema.get("x-kubernetes-list-map-keys", [])
+        item = {key: item[key] for key in keys if key in item}
+    return "FieldValueDuplicate", item_path, f"Duplicate value: {_go(item)}"
+
+
+_REWORDED = [  # validate()'s wording -> the apiserver's (kube-openapi's "<field> in body ...")
+    (r"Invalid value: (?P<v>.*): should match '(?P<x>.*)'", "should match '{x}'"),
+    (
+        r"Invalid value: (?P<v>.*): should be (?P<x>(greater|less) than or equal to) (?P<n>\S+)",
+        "should be {x} {n}",
+    ),
+    (
+        r"Invalid value: (?P<v>.*): should have at least (?P<n>\d+) characters",
+        "should be at least {n} chars long",
+    ),
+]
+
+
+def _reshape(body: Body, field: str, message: str) -> _Error:
+    """One error of validate() as the apiserver reports it (reason, field, message)."""
+    value = _lookup(body, field)
+    if m := re.fullmatch(r"Too long: may not have more than (\d+) bytes", message):
+        return "FieldValueTooLong", field, f"Too long: may not be more than {m[1]} bytes"
+    if m := re.fullmatch(r"Too long: may not have more than (\d+) items", message):
+        actual = len(value) if isinstance(value, list | dict) else -1
+        return "FieldValueTooMany", field, f"Too many: {actual}: must have at most {m[1]} items"
+    if m := re.fullmatch(r"Required value: '(.+)' is a required property", message, re.S):
+        return "FieldValueRequired", f"{field}.{m[1]}" if field else m[1], "Required value"
+    if message.startswith("Unsupported value: "):
+        return "FieldValueNotSupported", field, message
+    if m := re.fullmatch(r"Invalid value: .*: must be of type (\w+)", message, re.S):
+        detail = f"{field} in body must be of type {m[1]}: {json.dumps(_json_type(value))}"
+        return "FieldValueTypeInvalid", field, f"Invalid value: {_go(value)}: {detail}"
+    if m := re.fullmatch(r"Invalid value: .*: should have at least (\d+) items", message, re.S):
+        actual = len(value) if isinstance(value, list) else value
+        detail = f"{field} in body should have at least {m[1]} items"
+        return "FieldValueInvalid", field, f"Invalid value: {actual}: {detail}"
+    for pattern, wording in _REWORDED:
+        if m := re.fullmatch(pattern, message, re.S):
+            words = {k: _number(v) for k, v in m.groupdict().items()}
+            detail = f"{field} in body " + wording.format(**words)
+            return "FieldValueInvalid", field, f"Invalid value: {_go(value)}: {detail}"
+    return "FieldValueInvalid", field, message  # as validate() says it
+
+
+def _number(text: str) -> str:
+    """A bound as Go's %v prints a float64: 1.0 is "1"."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() else text
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _go(value: Any) -> str:
+    """A JSON value as the apiserver prints it in a field error (Go's %q, %v and %#v)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, int | float):
+        return _number(str(value))
+    if isinstance(value, dict):
+        items = ", ".join(f"{json.dumps(k)}:{_go(v)}" for k, v in sorted(value.items()))
+        return f"map[string]interface {{}}{{{items}}}"
+    if isinstance(value, list):
+        return f"[]interface {{}}{{{', '.join(_go(v) for v in value)}}}"
+    return repr(value)
+
+
 # -- running it --------------------------------------------------------------------------------
 
 
@@ -745,6 +1111,11 @@ def _openapi_v2(request: rendering.Request) -> aiohttp.web.Response:
             "definitions": {},
         }
     )
+
+
+def _strict(request: rendering.Request) -> bool:
+    """Strict field validation asked for (kubectl does): unknown fields are refused."""
+    return request.params.get("fieldValidation") == "Strict"
 
 
 def _header(request: rendering.Request, name: str) -> str:
