@@ -37,9 +37,9 @@ def status_owner(dep: IndexedDependency, graphs: Iterable[IndexedGraph]) -> Inde
     )
 
 
-def _says_selected(dep: IndexedDependency) -> bool:
+def _says_selected(status: Mapping[str, Any]) -> bool:
     accepted = next(
-        (c for c in dep.status.get("conditions") or [] if c.get("type") == "Accepted"), None
+        (c for c in status.get("conditions") or [] if c.get("type") == "Accepted"), None
     )
     return accepted is not None and accepted.get("reason") != "NotSelected"
 
@@ -137,9 +137,9 @@ class DependencyStatuses:
         else:
             return
         for dep in candidates:
-            if not _says_selected(dep) or status_owner(dep, ordered) is not None:
-                continue
             previous = self._previous(dep)
+            if not _says_selected(previous) or status_owner(dep, ordered) is not None:
+                continue
             desired = not_selected_status(generation=dep.generation, previous=previous, now=now)
             if desired != comparable(previous, desired):
                 yield (dep.namespace, dep.name), desired

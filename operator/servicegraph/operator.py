@@ -138,7 +138,11 @@ def _remember(memo: Any, plural: str, key: tuple[str, str], entry: Any) -> None:
         memo["last_seen"][(plural, *key)] = entry
 
 
-@kopf.daemon(GROUP, VERSION, SERVICE_GRAPH.plural, cancellation_timeout=5.0)
+# On a stop the loop has `cancellation_backoff` seconds to finish (a deleted graph releases its
+# objects), then `cancellation_timeout` more once cancelled.
+@kopf.daemon(
+    GROUP, VERSION, SERVICE_GRAPH.plural, cancellation_backoff=10.0, cancellation_timeout=5.0
+)
 async def graph_daemon(
     *, body: kopf.Body, memo: Any, logger: kopf.Logger, stopped: kopf.DaemonStopped, **kwargs: Any
 ) -> None:
@@ -182,6 +186,13 @@ def _values(index: kopf.Index[Any, Any]) -> Iterable[Any]:
         yield from store
 
 
+def _quiet_wake_ups(record: logging.LogRecord) -> bool:
+    """Kopf logs every handler run; the wake-ups run on every watch event and say nothing."""
+    return not str(record.msg).startswith(
+        ("Handler 'wake_on_dependency'", "Handler 'wake_on_graph'")
+    )
+
+
 def run(settings: OperatorSettings) -> None:
     """Run the operator until SIGINT/SIGTERM."""
     log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
@@ -189,6 +200,7 @@ def run(settings: OperatorSettings) -> None:
     # httpx logs every request at INFO: one line per Prometheus query is noise, not news.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     count_watch_restarts(keep_debug=settings.debug)
+    logging.getLogger("kopf.objects").addFilter(_quiet_wake_ups)
     if configure_tracing():
         logging.getLogger(__name__).info("exporting traces over OTLP")
     asyncio.run(

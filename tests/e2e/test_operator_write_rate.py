@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from servicegraph.graph import Observation, ServiceDeclaration, SourceKind, Traffic
@@ -48,6 +49,13 @@ def prometheus(tmp_path: Path) -> Iterator[PrometheusServer]:
     ):
         server.wait_for_series("traces_service_graph_request_total", 2, timeout=30)
         yield server
+
+
+def pruned(port: int) -> float:
+    try:
+        return metric(port, "servicegraph_observations_pruned_total")
+    except httpx.HTTPError:  # not serving yet
+        return -1
 
 
 def snapshot_writes(port: int) -> int:
@@ -102,7 +110,7 @@ def test_history_past_the_retention_leaves_the_graph(
     )
     port = free_port()
     start_operator("--metrics-port", str(port))
-    wait_for(lambda: metric(port, "servicegraph_observations_pruned_total") == 1, timeout=30)
+    wait_for(lambda: pruned(port) == 1, timeout=30)
     wait_for(lambda: edges_of(snapshot_document(api, "shop-graph")) == {("a", "b")}, timeout=20)
     nodes = {n["name"] for n in snapshot_document(api, "shop-graph")["nodes"]}
     assert nodes == {"a", "b"}
