@@ -45,3 +45,16 @@ def test_operator_benchmark_coalesces_a_burst() -> None:
     assert recomputations <= 5 and status_writes <= 5, coalesced
     assert int(naive[6]) > 10 * recomputations, naive  # one per event without coalescing
     assert re.search(r"naive/coalesced recomputations \d+x", out)
+
+
+def test_durability_benchmark_writes_rarely_and_stays_flat() -> None:
+    out = run("durability_bench.py", "--quick")
+    steady = next(line for line in out.splitlines() if line.startswith("| 30 polls |"))
+    old, new = (int(cell) for cell in steady.split("|")[2:4])
+    assert new <= 2 < old, steady  # topology once; moving figures held back by minInterval
+    kept = [
+        int(cells[3].replace(",", ""))
+        for line in out.splitlines()
+        if (cells := line.split("|")) and len(cells) == 6 and cells[1].strip().isdigit()
+    ]
+    assert len(kept) >= 2 and kept[-1] <= kept[0] * 1.1, kept  # bounded by the retention

@@ -94,7 +94,10 @@ def test_prometheus_flaps_keep_the_observed_history(
             "interval": "1s",
             "window": "1m",
         }
-        api.kubectl.apply(graph("shop", observed=observed), sdep("a", "b"))
+        # Every poll's lastSeen is written, so the test can see it move.
+        api.kubectl.apply(
+            graph("shop", observed=observed, snapshot={"minInterval": "0s"}), sdep("a", "b")
+        )
         start_operator()
         wait_for(lambda: jsonpath(api, "sg", "shop", "{.status.observedEdges}") == "3", 30)
         wait_for(lambda: healthy(api)["status"] == "True", timeout=10)

@@ -408,7 +408,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
             else:
                 meta.pop(field, None)
         if res in self.admission:
-            self.admission.admit(res, new, strict=_strict(request))
+            self.admission.admit(res, new, strict=_strict(request), old=old)
         if new == old:  # a no-op: no new resourceVersion, no watch event
             return old
         if _without(new, "metadata", "status") != _without(old, "metadata", "status"):
@@ -693,7 +693,9 @@ class Admission:
         finally:
             self.older_schema = False
 
-    def admit(self, res: kmock.resource, body: Body, *, strict: bool = False) -> None:
+    def admit(
+        self, res: kmock.resource, body: Body, *, strict: bool = False, old: Body | None = None
+    ) -> None:
         """Prune and default `body` in place; raise a 422 if the API server would refuse it.
         `strict` (the request's fieldValidation=Strict, which kubectl sends): unknown fields
         are a 400 instead of being pruned."""
@@ -711,6 +713,10 @@ class Admission:
         self.pruned += [(kind, name, path) for path in pruned]
         _default(body, schema)
         causes = self.causes(schema, body)
+        if old is not None:
+            # Ratcheting (kube-apiserver 1.30 and later): an update may keep a value that a
+            # tightened schema refuses, as long as it does not change it.
+            causes = [c for c in causes if not _unchanged(c["field"], old, body)]
         if causes:
             listed = [f"{c['field']}: {c['message']}" for c in causes]
             shown = listed[0] if len(listed) == 1 else f"[{', '.join(listed)}]"
@@ -749,6 +755,25 @@ class Admission:
                 for e in validation._rule_errors(schema, body, "")
             ]
         return [_cause(*e) for e in schema_errors + key_errors + rule_errors]
+
+
+def _unchanged(field: str, old: Body, new: Body) -> bool:
+    """Whether the value at `field` (e.g. spec.dependsOn[0].service) is the same in both."""
+    missing = object()
+
+    def at(body: Any) -> Any:
+        for part in re.findall(r"[^.\[\]]+|\[\d+\]", field):
+            if part.startswith("["):
+                index = int(part[1:-1])
+                body = body[index] if isinstance(body, list) and index < len(body) else missing
+            else:
+                body = body.get(part, missing) if isinstance(body, dict) else missing
+            if body is missing:
+                return missing
+        return body
+
+    before = at(old)
+    return before is not missing and before == at(new)
 
 
 # Errors after which the apiserver does not evaluate CEL rules (it says so instead).
