@@ -107,8 +107,8 @@ class OperatorProcess:
 
     # -- its metrics ---------------------------------------------------------------------------
 
-    def metric(self, name: str, **labels: str) -> float:
-        """The sum of the samples of metric `name` whose labels include `labels`; 0 when there
+    def metric(self, metric: str, /, **labels: str) -> float:
+        """The sum of the samples of `metric` whose labels include `labels`; 0 when there
         are none, or while the operator does not serve its metrics yet."""
         try:
             text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
@@ -118,7 +118,7 @@ class OperatorProcess:
             sample.value
             for family in text_string_to_metric_families(text)
             for sample in family.samples
-            if sample.name == name and labels.items() <= sample.labels.items()
+            if sample.name == metric and labels.items() <= sample.labels.items()
         )
 
     def reconciliations(self, namespace: str | None = None, name: str | None = None) -> int:
