@@ -210,22 +210,32 @@ def test_dependency_status_is_written_when_it_changes(
     assert jsonpath(api, "sdep", "a", "{.status.inCycle}") == "true"
     assert jsonpath(api, "sdep", "b", "{.status.inCycle}") == "true"
 
-    # No-ops: the same manifests again (kubectl finds nothing to change), a label on one
-    # dependency (the operator recomputes: labels select), a label on the graph. No writes.
+    # No-ops: the same manifests again (kubectl finds nothing to change) and a label on one
+    # dependency (the loop reads labels: they select): recomputed, nothing written.
     wait_for(lambda: jsonpath(api, "sdep", "b", "{.status.inCycle}") == "true")
     before = operator.idle_reconciliations("shop", "shop")
     sdep_writes, sg_writes = writes(api, SDEP_STATUS_PATCHES), writes(api, SG_STATUS_PATCHES)
     cm_writes = config_map_writes(api)
     api.kubectl.apply(sdep("a", "b", "c"), sdep("b", "c"), sdep("c", "a"), graph("shop"))
     api.kubectl("label", "sdep", "b", "-n", "shop", "owner=payments")
-    operator.wait_for_reconciliation(before, "shop", "shop")
+    before = operator.wait_for_reconciliation(before, "shop", "shop")
     assert writes(api, SDEP_STATUS_PATCHES) == sdep_writes
     assert writes(api, SG_STATUS_PATCHES) == sg_writes
     assert config_map_writes(api) == cm_writes
 
-    api.kubectl("label", "sg", "shop", "-n", "shop", "owner=sre")
+    # The graph's spec, changed in words only: the same duration written differently. The
+    # loop reads the spec (it wakes and recomputes), the result is the same: no dependency
+    # status and no snapshot is written, and the graph's status only takes the new
+    # generation as observedGeneration (a new generation must be acknowledged).
+    status = api.kubectl.get("sg", "shop", "-n", "shop")["status"]
+    api.kubectl.apply(graph("shop", staleAfter="7d"))  # the default is 168h
+    operator.wait_for_reconciliation(before, "shop", "shop")
     assert writes(api, SDEP_STATUS_PATCHES) == sdep_writes
-    assert writes(api, SG_STATUS_PATCHES) == sg_writes
+    assert config_map_writes(api) == cm_writes
+    assert writes(api, SG_STATUS_PATCHES) == sg_writes + 1
+    now = api.kubectl.get("sg", "shop", "-n", "shop")
+    assert now["status"]["observedGeneration"] == now["metadata"]["generation"] == 2
+    assert without_generations(now["status"]) == without_generations(status)
 
     # ...while a real change is written at once, each status once: a, b and c leave the cycle.
     before = operator.idle_reconciliations("shop", "shop")
@@ -235,6 +245,16 @@ def test_dependency_status_is_written_when_it_changes(
     assert writes(api, SDEP_STATUS_PATCHES) == sdep_writes + 3
     for name in "abc":
         assert jsonpath(api, "sdep", name, "{.status.inCycle}") == "false"
+
+
+def without_generations(status: dict[str, Any]) -> dict[str, Any]:
+    """A status without the generation it acknowledges (also in each condition)."""
+    conditions = [
+        {k: v for k, v in c.items() if k != "observedGeneration"}
+        for c in status.get("conditions", [])
+    ]
+    rest = {k: v for k, v in status.items() if k not in ("observedGeneration", "conditions")}
+    return {**rest, "conditions": conditions}
 
 
 # -- 9. an invalid spec that got past admission ------------------------------------------------
