@@ -21,12 +21,16 @@ import yaml
 from servicegraph.api import ServiceGraphSpec
 from servicegraph.graph import EdgeAttributes, ServiceDeclaration
 from servicegraph.status import SnapshotInfo, dependency_status, graph_status
+from tests.support.binaries import needs_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGOCD = ROOT / "manifests" / "argocd"
 CUSTOMIZATIONS = ARGOCD / "resource_customizations" / "graph.slo-engine.io"
 KINDS = ("ServiceGraph", "ServiceDependency")
 LUA = shutil.which("lua5.1") or "/usr/bin/lua5.1"
+needs_lua = needs_binary(
+    "lua5.1", "Argo CD runs the health checks in Lua 5.1 (apt-get install lua5.1)"
+)
 # Loads the check as Argo CD does (a chunk returning a table) and prints status, then message.
 RUNNER = """
 local check = assert(loadfile(arg[1]))
@@ -86,10 +90,12 @@ def cases() -> list[Any]:
     return found
 
 
+@needs_lua
 def test_lua51_is_there() -> None:
     assert Path(LUA).exists(), "lua5.1 is missing: run scripts/install-system-packages.sh"
 
 
+@needs_lua
 @pytest.mark.parametrize(("kind", "test"), cases())
 def test_health_test_yaml(kind: str, test: dict[str, Any], tmp_path: Path) -> None:
     obj = yaml.safe_load((CUSTOMIZATIONS / kind / test["inputPath"]).read_text())
@@ -154,6 +160,7 @@ def declare(name: str, *targets: str, object_name: str | None = None) -> Service
 SNAPSHOT = SnapshotInfo("shop-graph", "0123456789abcdef", 100, 0, "2026-11-20T09:00:00Z")
 
 
+@needs_lua
 def test_operator_status_of_a_reconciled_graph_is_healthy(tmp_path: Path) -> None:
     graph = analysed(declare("a", "b"), declare("b"))
     status = graph_status(
@@ -173,6 +180,7 @@ def test_operator_status_of_a_reconciled_graph_is_healthy(tmp_path: Path) -> Non
     assert health("ServiceGraph", graph_object(5, status), tmp_path)[0] == "Progressing"
 
 
+@needs_lua
 def test_operator_status_with_a_cycle_stays_healthy_and_says_so(tmp_path: Path) -> None:
     graph = analysed(declare("a", "b"), declare("b", "a"))
     status = graph_status(
@@ -189,6 +197,7 @@ def test_operator_status_with_a_cycle_stays_healthy_and_says_so(tmp_path: Path) 
     assert "1 unacknowledged cycle(s): a -> b -> a" in message
 
 
+@needs_lua
 def test_operator_status_without_a_snapshot_is_degraded(tmp_path: Path) -> None:
     error = "create configmap shop/shop-graph: 403 forbidden"
     status = graph_status(
@@ -203,6 +212,7 @@ def test_operator_status_without_a_snapshot_is_degraded(tmp_path: Path) -> None:
     assert health("ServiceGraph", graph_object(1, status), tmp_path) == ("Degraded", error)
 
 
+@needs_lua
 def test_operator_status_of_dependencies(tmp_path: Path) -> None:
     winner, loser = declare("a", "b"), declare("a", "c", object_name="a-copy")
     graph = analysed(winner, loser)

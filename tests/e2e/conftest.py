@@ -7,10 +7,17 @@
         api.emulator.writes[...]; api.emulator.inject(...)  # counters and fault injection
 
 Everything is per test (own port, kubeconfig, kubectl cache), so tests run in parallel.
+
+A test fails when the log of an operator it started shows a traceback, or Kopf saying a
+handler or daemon failed (and restarting it): faults the tests inject must be coped with in
+warnings, not in crashes. A test that must tolerate one says why:
+
+    @pytest.mark.allow_operator_errors("why this test expects the operator to break")
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +35,16 @@ if _ROOT not in sys.path:
 from tests.support.emulator import Api, EmulatorServer, write_kubeconfig  # noqa: E402
 from tests.support.kubectl import Kubectl  # noqa: E402
 from tests.support.operator_process import OperatorProcess  # noqa: E402
+
+ALLOW_ERRORS = "allow_operator_errors"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{ALLOW_ERRORS}(reason): the operator's log may show tracebacks and failed handlers "
+        "or daemons in this test (otherwise they fail it); say why",
+    )
 
 
 @pytest.fixture
@@ -69,6 +86,31 @@ def start_operator(
     if report is not None and report.failed:
         for process in started:
             print(f"--- {process.log_path.name} ---\n{process.log()[-6000:]}")
+    allowed = request.node.get_closest_marker(ALLOW_ERRORS)
+    if allowed is not None:
+        assert allowed.args and allowed.args[0], f"@pytest.mark.{ALLOW_ERRORS} needs a reason"
+        return
+    broken = {process.log_path.name: process.broken_lines() for process in started}
+    if any(broken.values()):
+        pytest.fail(
+            "the operator broke (a traceback, or a handler or daemon that failed):\n"
+            + "\n".join(
+                f"--- {log} ---\n" + "\n".join(readable(line) for line in lines[:5])
+                for log, lines in broken.items()
+                if lines
+            ),
+            pytrace=False,
+        )
+
+
+def readable(line: str) -> str:
+    """A log line as a person reads it: a JSON record's message, then its traceback."""
+    try:
+        record = json.loads(line)
+        text = "\n".join(str(record[key]) for key in ("message", "exc_info") if key in record)
+    except (ValueError, TypeError):
+        text = line
+    return "\n".join(text.splitlines()[:40])
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -11,7 +11,6 @@ test_faults_crash.py, two replicas in test_peering.py.
 from __future__ import annotations
 
 import json
-import time
 from itertools import pairwise
 from typing import Any
 
@@ -232,7 +231,7 @@ def test_dropped_watch_streams(api: Api, start_operator: StartOperator) -> None:
     write without a change, no second event about the same cycle)."""
     install(api, "shop")
     api.kubectl.apply(graph("shop"), sdep("s0", "s1"))
-    start_operator()
+    operator = start_operator()
     wait_for(lambda: converged(api, "2/1", {("s0", "s1")}), timeout=30)
     watches = api.emulator.inject("GET", r"watch=true", None, times=None)
 
@@ -254,6 +253,7 @@ def test_dropped_watch_streams(api: Api, start_operator: StartOperator) -> None:
     assert watches.hits >= 12, "the drops reopened the watches"
 
     # Drops without changes: a reconnection replays nothing, so nothing is written.
+    reconciled = operator.idle_reconciliations("shop", "shop")
     before = (
         writes(api, SG_STATUS_PATCHES),
         writes(api, SDEP_STATUS_PATCHES),
@@ -263,7 +263,11 @@ def test_dropped_watch_streams(api: Api, start_operator: StartOperator) -> None:
         reopened = watches.hits
         drop_watches(api)
         wait_for(lambda reopened=reopened: watches.hits > reopened, timeout=10)
-    time.sleep(1.5)  # longer than the debounce: a replayed event would have been acted on
+    # Then a change the loop reads that changes no result (a label: labels select), after
+    # the reconnections in the same stream: once the loop recomputed for it, a replayed
+    # event would have been taken in, and would show as a write.
+    api.kubectl("label", "sdep", "s9", "-n", "shop", "touched=yes")
+    operator.wait_for_reconciliation(reconciled, "shop", "shop")
     after = (
         writes(api, SG_STATUS_PATCHES),
         writes(api, SDEP_STATUS_PATCHES),

@@ -101,6 +101,14 @@ class Readers:
             thread.start()
             self.threads.append(thread)
 
+    def wait_for_reads(self, count: int) -> None:
+        """Wait until each kind of reader has read `count` more times."""
+        listed, piecewise = len(self.listed), len(self.piecewise)
+        wait_for(
+            lambda: len(self.listed) >= listed + count and len(self.piecewise) >= piecewise + count,
+            timeout=30,
+        )
+
     def finish(self) -> None:
         self.stop.set()
         for thread in self.threads:
@@ -190,7 +198,7 @@ def test_sigkill_in_the_middle_of_a_sharded_snapshot_write(
     index = api.kubectl.get("cm", "big-graph", "-n", "shop")
     assert index["data"][snapshot_configmaps.REVISION_KEY] == old.revision
     assert jsonpath(api, "sg", "big", "{.status.snapshot.revision}") == old.revision
-    time.sleep(2)  # readers read the half-written state for a while
+    readers.wait_for_reads(3)  # readers read the half-written state a few times
     slow.times = 0
 
     second = start_operator()
@@ -211,7 +219,8 @@ def test_sigkill_in_the_middle_of_a_sharded_snapshot_write(
     (traced,) = [e for e in doc["edges"] if e["target"] == "traced"]
     assert traced["sources"] == [{"kind": "otel", "confidence": 0.7, "lastSeen": seen_text}]
     assert "reloaded snapshot big-graph" in second.log()
-    time.sleep(1)
+    readers.wait_for_reads(3)  # and the new one a few times
+    assert readers.listed[-1] == new_revision
     readers.finish()
 
     # What the readers saw: the old snapshot, then the new one, never anything else.

@@ -8,7 +8,6 @@ test_operator_burst.py; their shared helpers are in test_operator_support.py.
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,15 +21,13 @@ from tests.e2e.test_operator_support import (
     SDEP_STATUS_PATCHES,
     SG_STATUS_PATCHES,
     condition,
+    config_map_writes,
     counts,
-    free_port,
     graph,
     install,
     jsonpath,
-    recomputations,
     sdep,
     seed_snapshot,
-    settle_after_recompute,
     table,
     writes,
 )
@@ -176,9 +173,8 @@ def test_dependency_status_is_written_when_it_changes(
     api: Api, start_operator: StartOperator
 ) -> None:
     install(api, "shop")
-    port = free_port()
     api.kubectl.apply(graph("shop"), sdep("a", "b", "x"), sdep("b", "c"), sdep("c"))
-    start_operator("--metrics-port", str(port))
+    operator = start_operator()
 
     def status_of(name: str) -> dict[str, Any]:
         obj: dict[str, Any] = api.kubectl.get("sdep", name, "-n", "shop")
@@ -198,7 +194,9 @@ def test_dependency_status_is_written_when_it_changes(
     wait_for(lambda: status_of("c")["status"]["resolvedTargets"] == [])
 
     # A new generation: observedGeneration follows, the condition keeps its transition time.
-    time.sleep(1.1)  # lastTransitionTime has whole seconds: a rewrite would show
+    # lastTransitionTime has whole seconds: once the clock is past its second, a rewrite shows.
+    transition = datetime.fromisoformat(accepted["lastTransitionTime"].replace("Z", "+00:00"))
+    wait_for(lambda: datetime.now(UTC) >= transition + timedelta(seconds=1))
     api.kubectl.apply(sdep("a", "b", "c"))
     a = wait_for(lambda: (obj := status_of("a"))["metadata"]["generation"] == 2 and obj)
     assert condition(a, "Accepted")["observedGeneration"] == 2
@@ -212,27 +210,51 @@ def test_dependency_status_is_written_when_it_changes(
     assert jsonpath(api, "sdep", "a", "{.status.inCycle}") == "true"
     assert jsonpath(api, "sdep", "b", "{.status.inCycle}") == "true"
 
-    # No-ops: the same manifests again (kubectl finds nothing to change), a label on one
-    # dependency (the operator recomputes: labels select), a label on the graph. No writes.
+    # No-ops: the same manifests again (kubectl finds nothing to change) and a label on one
+    # dependency (the loop reads labels: they select): recomputed, nothing written.
     wait_for(lambda: jsonpath(api, "sdep", "b", "{.status.inCycle}") == "true")
-    time.sleep(1.0)
+    before = operator.idle_reconciliations("shop", "shop")
     sdep_writes, sg_writes = writes(api, SDEP_STATUS_PATCHES), writes(api, SG_STATUS_PATCHES)
-    before = recomputations(port)
+    cm_writes = config_map_writes(api)
     api.kubectl.apply(sdep("a", "b", "c"), sdep("b", "c"), sdep("c", "a"), graph("shop"))
     api.kubectl("label", "sdep", "b", "-n", "shop", "owner=payments")
-    settle_after_recompute(port, before)
-    api.kubectl("label", "sg", "shop", "-n", "shop", "owner=sre")
-    time.sleep(1.0)
+    before = operator.wait_for_reconciliation(before, "shop", "shop")
     assert writes(api, SDEP_STATUS_PATCHES) == sdep_writes
     assert writes(api, SG_STATUS_PATCHES) == sg_writes
+    assert config_map_writes(api) == cm_writes
+
+    # The graph's spec, changed in words only: the same duration written differently. The
+    # loop reads the spec (it wakes and recomputes), the result is the same: no dependency
+    # status and no snapshot is written, and the graph's status only takes the new
+    # generation as observedGeneration (a new generation must be acknowledged).
+    status = api.kubectl.get("sg", "shop", "-n", "shop")["status"]
+    api.kubectl.apply(graph("shop", staleAfter="7d"))  # the default is 168h
+    operator.wait_for_reconciliation(before, "shop", "shop")
+    assert writes(api, SDEP_STATUS_PATCHES) == sdep_writes
+    assert config_map_writes(api) == cm_writes
+    assert writes(api, SG_STATUS_PATCHES) == sg_writes + 1
+    now = api.kubectl.get("sg", "shop", "-n", "shop")
+    assert now["status"]["observedGeneration"] == now["metadata"]["generation"] == 2
+    assert without_generations(now["status"]) == without_generations(status)
 
     # ...while a real change is written at once, each status once: a, b and c leave the cycle.
+    before = operator.idle_reconciliations("shop", "shop")
     api.kubectl.apply(sdep("c"))
     wait_for(lambda: writes(api, SDEP_STATUS_PATCHES) == sdep_writes + 3)
-    time.sleep(0.5)
+    operator.wait_for_reconciliation(before, "shop", "shop")
     assert writes(api, SDEP_STATUS_PATCHES) == sdep_writes + 3
     for name in "abc":
         assert jsonpath(api, "sdep", name, "{.status.inCycle}") == "false"
+
+
+def without_generations(status: dict[str, Any]) -> dict[str, Any]:
+    """A status without the generation it acknowledges (also in each condition)."""
+    conditions = [
+        {k: v for k, v in c.items() if k != "observedGeneration"}
+        for c in status.get("conditions", [])
+    ]
+    rest = {k: v for k, v in status.items() if k not in ("observedGeneration", "conditions")}
+    return {**rest, "conditions": conditions}
 
 
 # -- 9. an invalid spec that got past admission ------------------------------------------------

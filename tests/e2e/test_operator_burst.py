@@ -15,11 +15,9 @@ from tests.e2e.test_operator_support import (
     SG_STATUS_PATCHES,
     config_map_writes,
     counts,
-    free_port,
     graph,
     install,
     jsonpath,
-    recomputations,
     sdep,
     writes,
 )
@@ -36,14 +34,12 @@ def test_burst_of_a_thousand_objects(
     api: Api, start_operator: Callable[..., OperatorProcess], tmp_path: Path
 ) -> None:
     install(api, "shop")
-    port = free_port()
     api.kubectl.apply(graph("shop"))
-    start_operator("--metrics-port", str(port))
+    operator = start_operator()
     wait_for(lambda: counts(api, "shop") == "0/0", timeout=30)
-    wait_for(lambda: recomputations(port) >= 1)
-    time.sleep(0.5)
+    operator.wait_for_reconciliation(0, "shop", "shop")  # the first one's writes are done
     sg_writes, sdep_writes = writes(api, SG_STATUS_PATCHES), writes(api, SDEP_STATUS_PATCHES)
-    cm_writes, recomputed = config_map_writes(api), recomputations(port)
+    cm_writes, recomputed = config_map_writes(api), operator.recomputations("shop", "shop")
 
     # svc-i calls the next three: 1,000 services, 2,994 edges, no cycle.
     items = [
@@ -62,10 +58,10 @@ def test_burst_of_a_thousand_objects(
     last = f"svc-{SERVICES - 1:04d}"
     wait_for(lambda: jsonpath(api, "sdep", last, "{.status.observedGeneration}") == "1")
     wait_for(lambda: writes(api, SDEP_STATUS_PATCHES) - sdep_writes >= SERVICES, timeout=30)
-    time.sleep(1.0)
+    operator.idle_reconciliations("shop", "shop", timeout=30)  # and the rest of its writes
 
     status_writes = writes(api, SG_STATUS_PATCHES) - sg_writes
-    recomputations_done = recomputations(port) - recomputed
+    recomputations_done = operator.recomputations("shop", "shop") - recomputed
     dependency_writes = writes(api, SDEP_STATUS_PATCHES) - sdep_writes
     snapshot_writes = config_map_writes(api) - cm_writes
     print(

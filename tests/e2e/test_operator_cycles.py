@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
@@ -10,14 +9,11 @@ import pytest
 from tests.e2e.test_operator_support import (
     condition,
     counts,
-    free_port,
     graph,
     install,
     jsonpath,
     reasons,
-    recomputations,
     sdep,
-    settle_after_recompute,
 )
 from tests.support.emulator import Api
 from tests.support.kubectl import wait_for
@@ -38,9 +34,8 @@ def test_cycle_appears_and_is_resolved(
     api: Api, start_operator: Callable[..., OperatorProcess]
 ) -> None:
     install(api, "shop")
-    port = free_port()
     api.kubectl.apply(graph("shop"), sdep("a", "b"), sdep("b", "c"), sdep("c"), sdep("d", "a"))
-    start_operator("--metrics-port", str(port))
+    operator = start_operator()
     wait_for(lambda: counts(api, "shop") == "4/3", timeout=30)
     assert jsonpath(api, "sg", "shop", ACYCLIC) == "True"
     wait_for(lambda: in_cycle(api, "a", "b", "c", "d") == ["false"] * 4)
@@ -67,12 +62,14 @@ def test_cycle_appears_and_is_resolved(
 
     # Unrelated recomputations do not repeat the warning.
     for change in (sdep("e", "d"), sdep("d", "a", "e2")):
-        before = recomputations(port)
+        before = operator.idle_reconciliations("shop", "shop")
         api.kubectl.apply(change)
-        settle_after_recompute(port, before)
+        operator.wait_for_reconciliation(before, "shop", "shop")
     wait_for(lambda: counts(api, "shop") == "6/6")
     assert jsonpath(api, "sg", "shop", "{.status.cycles}") == "1"
-    time.sleep(1.0)  # events are posted in the background
+    # Kopf posts events in the background, one at a time in the order they were made: a
+    # repeated warning would come before the resolution's event, and the exact list awaited
+    # below would never be.
     assert reasons(api, "shop", "shop") == [WARNING]
 
     # Resolved: the condition goes back, one Normal event, and nothing more after that.
@@ -85,12 +82,12 @@ def test_cycle_appears_and_is_resolved(
     assert condition(sg, "Acyclic")["lastTransitionTime"] >= acyclic["lastTransitionTime"]
     wait_for(lambda: in_cycle(api, "a", "b", "c") == ["false"] * 3)
     wait_for(lambda: reasons(api, "shop", "shop") == [WARNING, RESOLVED])
-    before = recomputations(port)
+    before = operator.idle_reconciliations("shop", "shop")
     api.kubectl.apply(sdep("e"))
-    settle_after_recompute(port, before)
+    operator.wait_for_reconciliation(before, "shop", "shop")
     assert reasons(api, "shop", "shop") == [WARNING, RESOLVED]
 
-    # The same cycle again is news again.
+    # The same cycle again is news again (and nothing was posted before it: the order above).
     api.kubectl.apply(sdep("c", "a"))
     wait_for(lambda: reasons(api, "shop", "shop") == [WARNING, RESOLVED, WARNING])
 
@@ -99,14 +96,13 @@ def test_acknowledged_cycle_raises_no_alarm(
     api: Api, start_operator: Callable[..., OperatorProcess]
 ) -> None:
     install(api, "shop")
-    port = free_port()
     api.kubectl.apply(
         graph("shop", acknowledgedCycles=[["b", "a"]]),
         sdep("a", "b"),
         sdep("b", "a"),
         sdep("x", "y"),
     )
-    start_operator("--metrics-port", str(port))
+    operator = start_operator()
     wait_for(lambda: counts(api, "shop") == "4/3", timeout=30)
     wait_for(lambda: in_cycle(api, "a", "b", "x") == ["true", "true", "false"])
     sg = api.kubectl.get("sg", "shop", "-n", "shop")
@@ -124,10 +120,10 @@ def test_acknowledged_cycle_raises_no_alarm(
     assert "x -> y -> x" in warning["message"]
 
     # Acknowledging it silences the condition, and is no resolution (the cycle is still there).
-    before = recomputations(port)
+    before = operator.idle_reconciliations("shop", "shop")
     api.kubectl.apply(graph("shop", acknowledgedCycles=[["b", "a"], ["x", "y"]]))
     wait_for(lambda: jsonpath(api, "sg", "shop", ACYCLIC) == "True")
-    settle_after_recompute(port, before)
+    operator.wait_for_reconciliation(before, "shop", "shop")
     assert in_cycle(api, "x", "y") == ["true", "true"]
     assert reasons(api, "shop", "shop") == [WARNING]
 

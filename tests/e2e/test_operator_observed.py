@@ -18,12 +18,11 @@ from tests.e2e.test_operator_support import (
     sdep,
     snapshot_document,
 )
+from tests.support.binaries import require_binary
 from tests.support.emulator import Api
 from tests.support.kubectl import wait_for
 from tests.support.operator_process import OperatorProcess
 from tests.support.prometheus import (
-    PROMETHEUS,
-    SKIP_REASON,
     Edge,
     FakePrometheus,
     PrometheusServer,
@@ -42,8 +41,7 @@ def exporter() -> Iterator[ServiceGraphExporter]:
 
 @pytest.fixture
 def prometheus(tmp_path: Path, exporter: ServiceGraphExporter) -> Iterator[PrometheusServer]:
-    if PROMETHEUS is None:
-        pytest.skip(SKIP_REASON)
+    require_binary("prometheus", "the operator polls a real Prometheus")
     with PrometheusServer(tmp_path / "prometheus", [exporter.target]) as server:
         server.wait_for_series("traces_service_graph_request_total", 2, timeout=30)
         yield server

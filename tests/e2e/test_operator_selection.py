@@ -3,21 +3,16 @@ operator restricted to one namespace."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.e2e.test_operator_support import (
     SDEP_STATUS_PATCHES,
     counts,
     edges_of,
-    free_port,
     graph,
     install,
     jsonpath,
-    recomputations,
     sdep,
-    settle_after_recompute,
     snapshot_config_maps,
     snapshot_document,
     versions,
@@ -79,7 +74,6 @@ def test_selection_by_namespaces_and_labels(api: Api, start_operator: StartOpera
 
 def test_two_graphs_stay_independent(api: Api, start_operator: StartOperator) -> None:
     install(api, "shop", "pay", "extra")
-    port = free_port()
     api.kubectl.apply(
         graph("alpha"),
         graph("beta", selector={"namespaces": ["shop", "extra"], "matchLabels": {"tier": "gold"}}),
@@ -89,7 +83,7 @@ def test_two_graphs_stay_independent(api: Api, start_operator: StartOperator) ->
         sdep("e", "a", ns="extra", tier="gold"),  # in beta only
         sdep("p", "q", ns="pay", tier="gold"),  # in gamma only
     )
-    start_operator("--metrics-port", str(port))
+    operator = start_operator()
     wait_for(lambda: counts(api, "alpha") == "3/2", timeout=30)
     wait_for(lambda: counts(api, "beta") == "3/2")
     wait_for(lambda: counts(api, "gamma", "pay") == "2/1")
@@ -111,14 +105,15 @@ def test_two_graphs_stay_independent(api: Api, start_operator: StartOperator) ->
     assert jsonpath(api, "sdep", "a", "{.status.resolvedTargets}") == '["b"]'
 
     # Both graphs recompute on every change; a's status is not fought over.
-    time.sleep(1.0)
+    operator.idle_reconciliations()  # every graph's writes are done
     a_versions = versions(api, "servicedependencies", "a")
     assert a_versions == 2, "created, then its status written once"
     gamma_cm = snapshot_config_maps(api, "gamma-graph", "pay")[0]["metadata"]["resourceVersion"]
     for change in (sdep("f", tier="gold"), sdep("b", "c", "d"), sdep("f", "a", tier="gold")):
-        before = recomputations(port, "beta")
+        before = {name: operator.idle_reconciliations("shop", name) for name in ("alpha", "beta")}
         api.kubectl.apply(change)
-        settle_after_recompute(port, before, "beta")
+        for name, count in before.items():
+            operator.wait_for_reconciliation(count, "shop", name)
     wait_for(lambda: counts(api, "alpha") == "5/4")  # a b c d f
     wait_for(lambda: counts(api, "beta") == "4/3")  # a b e f
     assert counts(api, "gamma", "pay") == "2/1"
@@ -148,11 +143,13 @@ def test_operator_limited_to_one_namespace(api: Api, start_operator: StartOperat
         sdep("a", "b"),
         sdep("x", "y", ns="other"),
     )
-    start_operator("--namespace", "shop")
+    operator = start_operator("--namespace", "shop")
     wait_for(lambda: counts(api, "everything") == "2/1", timeout=30)
+    before = operator.idle_reconciliations("shop", "everything")
     api.kubectl.apply(sdep("c", "a"), sdep("z", "a", ns="other"))
     wait_for(lambda: counts(api, "everything") == "3/2")
-    time.sleep(1.0)
+    # The reconciliation that took c in is done; z, created with it, was never seen.
+    operator.wait_for_reconciliation(before, "shop", "everything")
     assert counts(api, "everything") == "3/2"
     assert edges_of(snapshot_document(api, "everything-graph")) == {("a", "b"), ("c", "a")}
     # Nothing in the other namespace was touched: no status, no snapshot.

@@ -23,15 +23,12 @@ from tests.e2e.test_operator_support import (
     config_map_writes,
     counts,
     edges_of,
-    free_port,
     graph,
     install,
     jsonpath,
     reasons,
-    recomputations,
     sdep,
     seed_snapshot,
-    settle_after_recompute,
     snapshot_config_maps,
     snapshot_document,
     writes,
@@ -48,7 +45,6 @@ CM_UPDATES = ("", "configmaps", "", "update")
 
 def test_snapshot_config_map(api: Api, start_operator: StartOperator, tmp_path: Path) -> None:
     install(api, "shop")
-    port = free_port()
     main = graph("shop")
     main["metadata"]["labels"] = {ARGO_LABEL: "shop-app", "team": "sre"}
     custom = graph("custom", snapshot={"configMapName": "custom-snapshot"})
@@ -59,7 +55,7 @@ def test_snapshot_config_map(api: Api, start_operator: StartOperator, tmp_path: 
     ]
     a["spec"].update(team="commerce", tier="high")
     api.kubectl.apply(main, custom, a, sdep("b", "c"))
-    start_operator("--metrics-port", str(port))
+    operator = start_operator()
     wait_for(lambda: counts(api, "shop") == "3/2", timeout=30)
     wait_for(lambda: jsonpath(api, "sg", "shop", "{.status.snapshot.revision}"))
     wait_for(lambda: jsonpath(api, "sg", "custom", "{.status.snapshot.revision}"))
@@ -125,9 +121,9 @@ def test_snapshot_config_map(api: Api, start_operator: StartOperator, tmp_path: 
     # A recomputation that changes nothing writes nothing.
     cm_writes = config_map_writes(api)
     replaced = writes(api, CM_UPDATES)
-    before = recomputations(port, "shop")
+    before = operator.idle_reconciliations("shop", "shop")
     api.kubectl("label", "sdep", "b", "-n", "shop", "unrelated=yes")
-    settle_after_recompute(port, before, "shop")
+    operator.wait_for_reconciliation(before, "shop", "shop")
     assert config_map_writes(api) == cm_writes
     assert (
         jsonpath(api, "configmap", "shop-graph", "{.metadata.resourceVersion}")
@@ -236,8 +232,7 @@ def test_restart_keeps_observed_history(api: Api, start_operator: StartOperator)
         (edge,) = [e for e in doc["edges"] if (e["source"], e["target"]) == ("a", "x")]
         return edge
 
-    port = free_port()
-    first = start_operator("--metrics-port", str(port))
+    first = start_operator()
     wait_for(lambda: counts(api, "shop") == "5/4", timeout=30)
     sg = api.kubectl.get("sg", "shop", "-n", "shop")["status"]
     assert (sg["observedEdges"], sg["declaredEdges"], sg["undeclared"], sg["drift"]) == (1, 3, 1, 1)
@@ -255,9 +250,8 @@ def test_restart_keeps_observed_history(api: Api, start_operator: StartOperator)
         writes(api, SG_STATUS_PATCHES),
         writes(api, SDEP_STATUS_PATCHES),
     )
-    port = free_port()
-    start_operator("--metrics-port", str(port))
-    settle_after_recompute(port, 0)
+    second = start_operator()
+    second.wait_for_reconciliation(0, "shop", "shop")
     assert observed_edge()["sources"][0]["lastSeen"] == seen_text
     assert counts(api, "shop") == "5/4"
     assert (

@@ -1,27 +1,25 @@
 """Shared pieces of the operator's end-to-end scenarios (test_operator*.py); holds no tests.
 
 Manifests as a user writes them, kubectl reads as a user makes them, and the few looks
-behind the scenes a user cannot take: the emulator's write counters and object history,
-and the operator's own metrics.
+behind the scenes a user cannot take: the emulator's write counters and object history.
+The operator's own metrics are read through OperatorProcess: `reconciliations()` to wait for
+a reconciliation instead of sleeping, `idle_reconciliations()` to take the count before a
+change.
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
-
 from servicegraph import snapshot, snapshot_configmaps
 from servicegraph.api import ServiceGraphSpec
 from servicegraph.graph import Observation, ServiceDeclaration
 from tests.support.emulator import Api
+from tests.support.operator_process import free_port as free_port  # for servers of the tests
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP = "graph.slo-engine.io"
@@ -138,41 +136,6 @@ def versions(api: Api, plural: str, name: str, ns: str = "shop") -> int:
         return len(api.emulator.objects[resource, ns, name].history)
 
     return api.server.call(count())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def metric(port: int, metric_name: str, labels: dict[str, str] | None = None) -> float:
-    """The sum of the samples of one metric of the operator whose labels include `labels`."""
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == metric_name and (labels or {}).items() <= sample.labels.items()
-    )
-
-
-def recomputations(port: int, graph_name: str | None = None) -> int:
-    labels = {} if graph_name is None else {"name": graph_name}
-    try:
-        return int(metric(port, "servicegraph_recomputations_total", labels))
-    except httpx.HTTPError:  # not serving yet
-        return 0
-
-
-def settle_after_recompute(port: int, before: int, graph_name: str | None = None) -> None:
-    """Wait until the operator recomputed after `before`, and for that reconciliation's
-    writes (they follow the count) to be done."""
-    deadline = time.monotonic() + 15
-    while recomputations(port, graph_name) <= before:
-        assert time.monotonic() < deadline, "the operator did not recompute"
-        time.sleep(0.05)
-    time.sleep(1.0)
 
 
 def table(output: str) -> list[list[str]]:

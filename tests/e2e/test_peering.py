@@ -14,6 +14,7 @@ import json
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,6 +51,15 @@ def writes_since(api: Api, before: Counter[tuple[str, str, str, str]]) -> dict[A
     return {key: count for key, count in now.items() if count and key[0] != "kopf.dev"}
 
 
+def holds(check: Callable[[], bool], seconds: float) -> None:
+    """Assert that `check` stays true for `seconds`, looking every 50 ms: the one bounded
+    wait left, for a replica that must not act and shows no sign of looking."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert check(), "it stopped being true"
+        time.sleep(0.05)
+
+
 def replica(start_operator: StartOperator, name: str, priority: int) -> OperatorProcess:
     return start_operator(
         "--no-standalone", "--peering", PEERING, "--priority", str(priority), POD_ID=name
@@ -77,7 +87,10 @@ def test_two_replicas_only_one_writes(api: Api, start_operator: StartOperator) -
         # before the standby knows it is one.
         wait_for(lambda: set(peering(api)) == {"replica-a", "replica-b"}, timeout=20)
         api.kubectl.apply(sdep("b", "c"))
-        time.sleep(3)  # ten times the debounce: an active replica would have written by now
+        # A paused replica watches nothing but the peering record, and Kopf starts paused
+        # without saying so: there is no sign of it looking to wait for. Ten times the
+        # debounce, watched all along, is the bound.
+        holds(lambda: writes_since(api, frozen) == {CREATE_SDEP: 1}, seconds=3)
         assert standby.running and "Resuming operations" not in standby.log()
         # The only write is the test's own: kubectl creating the ServiceDependency.
         assert writes_since(api, frozen) == {CREATE_SDEP: 1}, "the standby wrote"
@@ -91,8 +104,8 @@ def test_two_replicas_only_one_writes(api: Api, start_operator: StartOperator) -
     assert active.stop(signal.SIGKILL) == -signal.SIGKILL
     dead = Counter(api.emulator.writes)
     api.kubectl.apply(sdep("c", "d"))
-    time.sleep(2)
-    assert writes_since(api, dead) == {CREATE_SDEP: 1} and counts(api, "shop") == "3/2"
+    holds(lambda: writes_since(api, dead) == {CREATE_SDEP: 1}, seconds=2)  # the same bound
+    assert counts(api, "shop") == "3/2" and "Resuming operations" not in standby.log()
     # ... and once it has expired, the standby resumes and converges.
     record = peering(api)["replica-a"]
     expired = datetime.now(UTC) - timedelta(seconds=2 * int(record["lifetime"]))

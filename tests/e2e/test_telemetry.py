@@ -7,13 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.e2e.test_operator_support import counts, free_port, graph, install, sdep
+from tests.support.binaries import require_binary
 from tests.support.emulator import Api
 from tests.support.kubectl import wait_for
 from tests.support.operator_process import OperatorProcess
-from tests.support.prometheus import PROMETHEUS, SKIP_REASON, PrometheusServer
+from tests.support.prometheus import PrometheusServer
 
 # Labels a series of ours may carry: graphs, write targets, poll error reasons, resources.
 ALLOWED_LABELS = {"namespace", "name", "target", "reason", "resource", "le", "quantile"}
@@ -22,8 +22,7 @@ ALLOWED_LABELS = {"namespace", "name", "target", "reason", "resource", "le", "qu
 def test_metrics_are_scraped_by_prometheus(
     api: Api, tmp_path: Path, start_operator: Callable[..., OperatorProcess]
 ) -> None:
-    if PROMETHEUS is None:
-        pytest.skip(SKIP_REASON)
+    require_binary("prometheus", "a real Prometheus scrapes the operator's metrics")
     install(api, "shop")
     api.kubectl.apply(graph("shop"), sdep("a", "b"), sdep("b", "c"), sdep("c", "a"), sdep("d"))
     port = free_port()

@@ -30,10 +30,9 @@ if str(ROOT) not in sys.path:
 
 from servicegraph.manifests import load  # noqa: E402
 from servicegraph.observed import PrometheusQuery  # noqa: E402
+from tests.support.binaries import require_binary  # noqa: E402
 from tests.support.prometheus import (  # noqa: E402
     DEFAULT_PREFIX,
-    PROMETHEUS,
-    SKIP_REASON,
     Edge,
     FakePrometheus,
     PrometheusServer,
@@ -106,8 +105,7 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    if PROMETHEUS is None:
-        pytest.skip(SKIP_REASON)
+    require_binary("prometheus", "the integration suite queries real Prometheus servers")
     exporters = [
         ServiceGraphExporter(SAMPLE_EDGES),
         ServiceGraphExporter(prefix=DYNAMIC_PREFIX),

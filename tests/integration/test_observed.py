@@ -28,6 +28,7 @@ from servicegraph.observed import (
     poll,
 )
 from tests.integration.conftest import DYNAMIC_PREFIX, NOISE, SAMPLE_EDGES, WINDOW, Stack
+from tests.support.binaries import require_binary
 from tests.support.prometheus import Edge, FakePrometheus, free_port, self_signed_certificate
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -325,9 +326,9 @@ async def test_an_empty_answer_asks_nothing_more(fake: FakePrometheus) -> None:
 
 
 async def test_tls_is_verified_by_default_and_against_the_given_ca(tmp_path: Path) -> None:
+    require_binary("openssl", "it makes the test's self-signed certificate")
     certificate = self_signed_certificate(tmp_path)
-    if certificate is None:
-        pytest.skip("the openssl command is not installed")
+    assert certificate is not None
     with FakePrometheus(SAMPLE_EDGES, tls=certificate) as fake:
         assert fake.url.startswith("https://")
         with pytest.raises(ObservedSourceError) as caught:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,7 @@ import yaml
 from servicegraph.cli import main
 from servicegraph.graph import Observation, ServiceDeclaration, SourceKind, analyse
 from servicegraph.snapshot import to_document
+from tests.support.binaries import needs_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 BOUTIQUE = ROOT / "manifests" / "examples" / "online-boutique"
@@ -246,7 +246,7 @@ def test_export_formats(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert "checkoutservice" in out and "paymentservice" in out
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` is not installed")
+@needs_binary("dot", "Graphviz renders the SVG export (apt-get install graphviz)")
 def test_export_svg() -> None:
     result = run("export", "--from", str(BOUTIQUE), "-o", "svg")
     assert result.returncode == 0, result.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -23,6 +22,7 @@ from servicegraph.graph import (
     Traffic,
     analyse,
 )
+from tests.support.binaries import needs_binary
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 DEFAULTS = EdgeAttributes()
@@ -38,9 +38,7 @@ HOSTILE_NAMES = [
     "`code`",
     "ünïcode",
 ]
-needs_dot = pytest.mark.skipif(
-    shutil.which("dot") is None, reason="Graphviz 'dot' is not installed (apt-get install graphviz)"
-)
+needs_dot = needs_binary("dot", "Graphviz renders the export (apt-get install graphviz)")
 
 
 def declare(name: str, *targets: str) -> ServiceDeclaration:
