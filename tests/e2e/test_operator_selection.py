@@ -104,16 +104,26 @@ def test_two_graphs_stay_independent(api: Api, start_operator: StartOperator) ->
     # a resolves b in alpha (where b is declared); in beta b is only a placeholder.
     assert jsonpath(api, "sdep", "a", "{.status.resolvedTargets}") == '["b"]'
 
-    # Both graphs recompute on every change; a's status is not fought over.
+    # A change wakes the graphs that select the object, and no other; a's status is not
+    # fought over.
     operator.idle_reconciliations()  # every graph's writes are done
     a_versions = versions(api, "servicedependencies", "a")
     assert a_versions == 2, "created, then its status written once"
     gamma_cm = snapshot_config_maps(api, "gamma-graph", "pay")[0]["metadata"]["resourceVersion"]
-    for change in (sdep("f", tier="gold"), sdep("b", "c", "d"), sdep("f", "a", tier="gold")):
+    gamma = operator.idle_reconciliations("pay", "gamma")
+    changes = [
+        (sdep("f", tier="gold"), ("alpha", "beta")),
+        (sdep("b", "c", "d"), ("alpha",)),
+        (sdep("f", "a", tier="gold"), ("alpha", "beta")),
+    ]
+    for change, woken in changes:
         before = {name: operator.idle_reconciliations("shop", name) for name in ("alpha", "beta")}
         api.kubectl.apply(change)
-        for name, count in before.items():
-            operator.wait_for_reconciliation(count, "shop", name)
+        for name in woken:
+            operator.wait_for_reconciliation(before[name], "shop", name)
+        if "beta" not in woken:  # alpha looked; beta, which does not select b, did not
+            assert operator.idle_reconciliations("shop", "beta") == before["beta"]
+    assert operator.idle_reconciliations("pay", "gamma") == gamma
     wait_for(lambda: counts(api, "alpha") == "5/4")  # a b c d f
     wait_for(lambda: counts(api, "beta") == "4/3")  # a b e f
     assert counts(api, "gamma", "pay") == "2/1"
