@@ -283,6 +283,11 @@ def invalid_dependency_status(
         previous=previous.get("conditions") or [],
         now=now,
     )
+    return _outside_any_graph(accepted, generation)
+
+
+def _outside_any_graph(accepted: Body, generation: int | None) -> Body:
+    """The status of an object that is in no graph: only its Accepted condition says why."""
     return {
         "observedGeneration": generation,
         "conditions": [accepted],
@@ -310,13 +315,7 @@ def not_selected_status(
         previous=previous.get("conditions") or [],
         now=now,
     )
-    return {
-        "observedGeneration": generation,
-        "conditions": [accepted],
-        "resolvedTargets": [],
-        "unresolvedTargets": [],
-        "inCycle": False,
-    }
+    return _outside_any_graph(accepted, generation)
 
 
 def invalid_graph_status(

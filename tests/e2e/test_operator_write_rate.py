@@ -8,25 +8,22 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
 from servicegraph.graph import Observation, ServiceDeclaration, SourceKind, Traffic
 from tests.e2e.test_operator_support import (
     READY,
     edges_of,
-    free_port,
     graph,
     install,
     jsonpath,
-    metric,
     sdep,
     seed_snapshot,
     snapshot_document,
 )
 from tests.support.emulator import Api
 from tests.support.kubectl import wait_for
-from tests.support.operator_process import StartOperator
+from tests.support.operator_process import OperatorProcess, StartOperator
 from tests.support.prometheus import (
     PROMETHEUS,
     SKIP_REASON,
@@ -51,19 +48,12 @@ def prometheus(tmp_path: Path) -> Iterator[PrometheusServer]:
         yield server
 
 
-def pruned(port: int) -> float:
-    try:
-        return metric(port, "servicegraph_observations_pruned_total")
-    except httpx.HTTPError:  # not serving yet
-        return -1
+def snapshot_writes(operator: OperatorProcess) -> int:
+    return int(operator.metric("servicegraph_snapshot_writes_total", name="shop"))
 
 
-def snapshot_writes(port: int) -> int:
-    return int(metric(port, "servicegraph_snapshot_writes_total", {"name": "shop"}))
-
-
-def polls(port: int) -> int:
-    return int(metric(port, "servicegraph_observed_poll_seconds_count", {"name": "shop"}))
+def polls(operator: OperatorProcess) -> int:
+    return int(operator.metric("servicegraph_observed_poll_seconds_count", name="shop"))
 
 
 def test_steady_traffic_does_not_rewrite_the_snapshot_on_every_poll(
@@ -72,20 +62,19 @@ def test_steady_traffic_does_not_rewrite_the_snapshot_on_every_poll(
     install(api, "shop")
     observed = {"prometheus": {"url": prometheus.url}, "interval": "1s", "window": "30s"}
     api.kubectl.apply(graph("shop", observed=observed), sdep("a", "b"), sdep("b"))
-    port = free_port()
-    start_operator("--metrics-port", str(port))
+    operator = start_operator()
     wait_for(lambda: jsonpath(api, "sg", "shop", "{.status.observedEdges}") == "2", timeout=60)
-    written = snapshot_writes(port)
-    first_polls = polls(port)
+    written = snapshot_writes(operator)
+    first_polls = polls(operator)
     # Rates and lastSeen move with every poll; five polls later nothing was rewritten.
-    wait_for(lambda: polls(port) >= first_polls + 5, timeout=60)
-    assert snapshot_writes(port) == written
+    wait_for(lambda: polls(operator) >= first_polls + 5, timeout=60)
+    assert snapshot_writes(operator) == written
     assert jsonpath(api, "sg", "shop", READY) == "True"
 
     # A change of topology is written at once, minInterval or not.
     api.kubectl.apply(sdep("b", "d"))
     wait_for(lambda: ("b", "d") in edges_of(snapshot_document(api, "shop-graph")), timeout=20)
-    assert snapshot_writes(port) == written + 1
+    assert snapshot_writes(operator) == written + 1
 
 
 def test_history_past_the_retention_leaves_the_graph(
@@ -94,7 +83,8 @@ def test_history_past_the_retention_leaves_the_graph(
     """A preview environment's peer seen 40 days ago, with the default retention of 30 days:
     gone after the restart, and counted."""
     install(api, "shop")
-    unreachable = {"prometheus": {"url": f"http://127.0.0.1:{free_port()}"}, "interval": "1h"}
+    # Nothing listens on port 9 (discard) of the loopback: every poll fails at once.
+    unreachable = {"prometheus": {"url": "http://127.0.0.1:9"}, "interval": "1h"}
     api.kubectl.apply(graph("shop", observed=unreachable, staleAfter="168h"), sdep("a"))
     now = datetime.now(UTC).replace(microsecond=0)
     seen = {"pr-1234-web": now - timedelta(days=40), "b": now - timedelta(days=2)}
@@ -108,9 +98,8 @@ def test_history_past_the_retention_leaves_the_graph(
         ],
         spec={"observed": unreachable},
     )
-    port = free_port()
-    start_operator("--metrics-port", str(port))
-    wait_for(lambda: pruned(port) == 1, timeout=30)
+    operator = start_operator()
+    wait_for(lambda: operator.metric("servicegraph_observations_pruned_total") == 1, timeout=30)
     wait_for(lambda: edges_of(snapshot_document(api, "shop-graph")) == {("a", "b")}, timeout=20)
     nodes = {n["name"] for n in snapshot_document(api, "shop-graph")["nodes"]}
     assert nodes == {"a", "b"}

@@ -409,6 +409,8 @@ class ApiEmulator(kmock.KubernetesEmulator):
                 meta.pop(field, None)
         if res in self.admission:
             self.admission.admit(res, new, strict=_strict(request), old=old)
+            if request.subresource == "status":  # defaults fill in the status, not the spec
+                new = {**new, **{k: v for k, v in old.items() if k not in ("status", "metadata")}}
         if new == old:  # a no-op: no new resourceVersion, no watch event
             return old
         if _without(new, "metadata", "status") != _without(old, "metadata", "status"):

@@ -26,21 +26,21 @@ def test_crd_is_a_valid_kubernetes_object(kind: Any) -> None:
     kubernetes_validate.validate(custom_resource_definition(kind), "1.32.0", strict=True)
 
 
-def _walk(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+def schema_nodes(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
     found = [(path, node)]
     for name, sub in node.get("properties", {}).items():
-        found += _walk(sub, f"{path}.{name}")
+        found += schema_nodes(sub, f"{path}.{name}")
     if "items" in node:
-        found += _walk(node["items"], f"{path}[]")
+        found += schema_nodes(node["items"], f"{path}[]")
     if isinstance(node.get("additionalProperties"), dict):
-        found += _walk(node["additionalProperties"], f"{path}{{}}")
+        found += schema_nodes(node["additionalProperties"], f"{path}{{}}")
     return found
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
 def test_schema_is_structural(kind: Any) -> None:
     schema = custom_resource_definition(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    for path, node in _walk(schema):
+    for path, node in schema_nodes(schema):
         assert "type" in node, f"{path} has no type"
         unknown = {k for k in node if not k.startswith("x-kubernetes-")} - STRUCTURAL_KEYWORDS
         assert not unknown, f"{path} carries {unknown}"

@@ -32,6 +32,7 @@ from servicegraph.api import (
 from servicegraph.cli import main
 from servicegraph.crds import object_schema
 from servicegraph.validation import _evaluate, validate
+from tests.unit.test_crds import schema_nodes
 
 PROMETHEUS = {"url": "http://prometheus:9090"}
 
@@ -243,20 +244,9 @@ def test_min_request_rate_bounds() -> None:
         assert model_errors(spec_with("observed.minRequestRate", rate)) == []
 
 
-def _walk(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
-    found = [(path, node)]
-    for name, sub in node.get("properties", {}).items():
-        found += _walk(sub, f"{path}.{name}")
-    if "items" in node:
-        found += _walk(node["items"], f"{path}[]")
-    if isinstance(node.get("additionalProperties"), dict):
-        found += _walk(node["additionalProperties"], f"{path}{{}}")
-    return found
-
-
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
 def test_every_number_of_a_spec_has_a_range(kind: Any) -> None:
-    for path, node in _walk(object_schema(kind)["properties"]["spec"], "spec"):
+    for path, node in schema_nodes(object_schema(kind)["properties"]["spec"], "spec"):
         if node["type"] in ("integer", "number"):
             assert "minimum" in node and "maximum" in node, path
             assert math.isfinite(node["minimum"]) and math.isfinite(node["maximum"]), path
@@ -264,7 +254,7 @@ def test_every_number_of_a_spec_has_a_range(kind: Any) -> None:
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
 def test_every_string_and_list_of_a_status_is_bounded(kind: Any) -> None:
-    for path, node in _walk(object_schema(kind)["properties"]["status"], "status"):
+    for path, node in schema_nodes(object_schema(kind)["properties"]["status"], "status"):
         if node["type"] == "string" and "enum" not in node:
             assert "maxLength" in node, path
         if node["type"] == "array":
