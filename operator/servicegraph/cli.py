@@ -354,17 +354,18 @@ def _live_document(ref: str) -> snapshot.Document:
             api_path("api", "v1", "namespaces", namespace, "configmaps"),
             {"labelSelector": snapshot_configmaps.snapshot_selector(config_map)},
         )
-        by_name = {cm["metadata"]["name"]: cm for cm in (items or {}).get("items") or []}
-        if config_map not in by_name:
+        try:
+            doc = snapshot_configmaps.decode_listed((items or {}).get("items") or [], config_map)
+        except snapshot.SnapshotError:
+            if attempt == 2:
+                raise
+            continue
+        if doc is None:
             raise CliError(
                 f"ServiceGraph {namespace}/{name} has no snapshot yet (no ConfigMap "
                 f"{config_map}): is the operator running? See its Ready condition"
             )
-        try:
-            return snapshot_configmaps.decode(by_name[config_map], by_name.get)
-        except snapshot.SnapshotError:
-            if attempt == 2:
-                raise
+        return doc
     raise AssertionError("unreachable")
 
 

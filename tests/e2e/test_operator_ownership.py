@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import time
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.test_operator_support import (
     READY,
@@ -24,7 +26,7 @@ from tests.e2e.test_operator_support import (
 )
 from tests.support.emulator import Api
 from tests.support.kubectl import wait_for
-from tests.support.operator_process import StartOperator
+from tests.support.operator_process import OperatorProcess, StartOperator
 
 pytestmark = pytest.mark.e2e
 
@@ -120,7 +122,7 @@ def test_objects_no_graph_selects_are_told_so(api: Api, start_operator: StartOpe
         sdep("a", "b", graph="shop"),
         sdep("b", graph="shop"),
     )
-    start_operator()
+    operator = start_operator()
 
     def accepted(name: str) -> tuple[str, str]:
         found = condition(api.kubectl.get("sdep", name, "-n", "shop"), "Accepted")
@@ -132,8 +134,23 @@ def test_objects_no_graph_selects_are_told_so(api: Api, start_operator: StartOpe
     assert jsonpath(api, "sdep", "a", "{.status.resolvedTargets}") in ("", "[]")
     assert accepted("b") == ("True", "InGraph")
 
+    assert graph_series(operator)  # the graph has its series while it exists
     api.kubectl("delete", "servicegraph", "shop", "-n", "shop")
     wait_for(lambda: accepted("b") == ("Unknown", "NotSelected"), timeout=20)
+    # Every family labelled by graph forgets it: alerts must not fire on a graph that is gone.
+    wait_for(lambda: graph_series(operator) == [], timeout=20)
+
+
+def graph_series(operator: OperatorProcess) -> list[str]:
+    text = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5).text
+    return sorted(
+        {
+            sample.name
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.labels.get("namespace") == "shop" and sample.labels.get("name") == "shop"
+        }
+    )
 
 
 def test_an_external_edit_of_the_status_is_repaired_and_foreign_conditions_kept(
