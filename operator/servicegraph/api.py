@@ -479,8 +479,10 @@ class ServiceGraphSpec(ApiModel):
         observations: Iterable[Observation] = (),
         *,
         now: datetime,
+        home_namespace: str | None = None,
     ) -> Graph:
-        """The graph this spec asks for, from the selected declarations and the observations."""
+        """The graph this spec asks for, from the selected declarations and the observations,
+        for a ServiceGraph living in `home_namespace`."""
         return analyse(
             declarations,
             observations,
@@ -488,6 +490,7 @@ class ServiceGraphSpec(ApiModel):
             stale_after=timedelta(seconds=self.stale_after_seconds),
             acknowledged_cycles=self.acknowledged_cycles,
             observing=self.observed is not None,
+            home_namespace=home_namespace,
         )
 
 

@@ -127,6 +127,14 @@ def _run_parser(run: argparse.ArgumentParser) -> None:
         help="watch only this namespace; repeatable (SERVICEGRAPH_NAMESPACES=a,b)",
     )
     run.add_argument(
+        "--platform-namespace",
+        dest="platform_namespaces",
+        action="append",
+        metavar="NS",
+        help="graphs in this namespace may select any namespace without a grant; repeatable "
+        "(SERVICEGRAPH_PLATFORM_NAMESPACES=a,b; default: the operator's own namespace)",
+    )
+    run.add_argument(
         "--standalone",
         action=argparse.BooleanOptionalAction,
         default=env.standalone,
@@ -187,6 +195,7 @@ def _run(args: argparse.Namespace) -> int:
         replace(
             env,
             namespaces=namespaces,
+            platform_namespaces=tuple(args.platform_namespaces or env.platform_namespaces),
             standalone=args.standalone,
             peering=args.peering,
             priority=args.priority,

@@ -25,13 +25,16 @@ from servicegraph.status import (
     not_selected_status,
 )
 from servicegraph.telemetry import METRICS
+from servicegraph.tenancy import Tenancy
 
 Body = dict[str, Any]
 
 
-def status_owner(dep: IndexedDependency, graphs: Iterable[IndexedGraph]) -> IndexedGraph | None:
+def status_owner(
+    dep: IndexedDependency, graphs: Iterable[IndexedGraph], tenancy: Tenancy
+) -> IndexedGraph | None:
     """The graph that reports `dep`'s status, if any selects it."""
-    selecting = [g for g in graphs if g.selects(dep)]
+    selecting = [g for g in graphs if g.selects(dep, tenancy)]
     return min(
         selecting, key=lambda g: (g.namespace != dep.namespace, g.namespace, g.name), default=None
     )
@@ -50,11 +53,13 @@ class DependencyStatuses:
         *,
         kube: Kube,
         ref: tuple[str, str],
+        tenancy: Tenancy,
         concurrency: int,
         logger: logging.Logger | logging.LoggerAdapter[Any],
     ) -> None:
         self.kube = kube
         self.ref = ref
+        self.tenancy = tenancy
         self.concurrency = concurrency
         self.logger = logger
         # What this loop wrote and the index may not show yet: not written twice.
@@ -106,7 +111,7 @@ class DependencyStatuses:
         ref = "/".join(self.ref)
         for dep in selected if graph is not None else ():
             assert graph is not None  # for the type checker
-            owner = status_owner(dep, ordered)
+            owner = status_owner(dep, ordered, self.tenancy)
             if owner is None or (owner.namespace, owner.name) != self.ref:
                 continue
             previous = self._previous(dep)
@@ -138,7 +143,7 @@ class DependencyStatuses:
             return
         for dep in candidates:
             previous = self._previous(dep)
-            if not _says_selected(previous) or status_owner(dep, ordered) is not None:
+            if not _says_selected(previous) or status_owner(dep, ordered, self.tenancy) is not None:
                 continue
             desired = not_selected_status(generation=dep.generation, previous=previous, now=now)
             if desired != comparable(previous, desired):

@@ -220,7 +220,8 @@ class Summary:
 
 @dataclass(frozen=True, slots=True)
 class Conflict:
-    """Several objects declare the same service; the first by namespace/name wins."""
+    """Several objects declare the same service: one in the graph's own namespace wins, else the
+    first by namespace/name."""
 
     service: str
     winner: tuple[str | None, str | None]
@@ -449,12 +450,14 @@ def analyse(
     stale_after: timedelta = timedelta(hours=168),
     acknowledged_cycles: Iterable[Iterable[str]] = (),
     observing: bool = False,
+    home_namespace: str | None = None,
 ) -> Graph:
     """Merge everything into one graph and find its cycles, drift, staleness and blast radius.
 
     `observing` says an observed source is configured, so declared edges can be unobserved.
+    `home_namespace` is the graph's own: its objects win a duplicate service against others.
     """
-    nodes, edges, conflicts = _merge(declarations, observations)
+    nodes, edges, conflicts = _merge(declarations, observations, home_namespace)
     horizon = now - stale_after
     for edge in edges.values():
         edge.stale = not edge.declared and all(
@@ -505,7 +508,9 @@ def analyse(
 
 
 def _merge(
-    declarations: Iterable[ServiceDeclaration], observations: Iterable[Observation]
+    declarations: Iterable[ServiceDeclaration],
+    observations: Iterable[Observation],
+    home_namespace: str | None = None,
 ) -> tuple[dict[str, Node], dict[tuple[str, str], Edge], list[Conflict]]:
     by_service: dict[str, list[ServiceDeclaration]] = {}
     for decl in declarations:
@@ -515,7 +520,9 @@ def _merge(
     edges: dict[tuple[str, str], Edge] = {}
     conflicts = []
     for name, decls in by_service.items():
-        decls.sort(key=lambda d: (d.namespace or "", d.object_name or ""))
+        decls.sort(
+            key=lambda d: (d.namespace != home_namespace, d.namespace or "", d.object_name or "")
+        )
         decl = decls[0]
         if len(decls) > 1:
             conflicts.append(

@@ -28,6 +28,7 @@ from servicegraph.signals import ChangeSignal, SignalHub
 from servicegraph.snapshot_store import SnapshotConflict, SnapshotStore
 from servicegraph.status import comparable, graph_status, invalid_graph_status
 from servicegraph.telemetry import METRICS, TRACER
+from servicegraph.tenancy import Tenancy
 
 Body = dict[str, Any]
 
@@ -48,7 +49,7 @@ def analyse(
     now: datetime,
 ) -> Analysis:
     """Everything a reconciliation computes, in one call for a worker thread."""
-    graph = spec.analyse(declarations, observations, now=now)
+    graph = spec.analyse(declarations, observations, now=now, home_namespace=graph_ref[0])
     return Analysis(
         graph,
         snapshot.graph_json(graph, graph_ref=graph_ref),
@@ -66,6 +67,7 @@ class GraphLoop:
         kube: Kube,
         settings: OperatorSettings,
         signals: SignalHub,
+        tenancy: Tenancy,
         dependencies: Callable[[], Iterable[IndexedDependency]],
         graphs: Callable[[], Iterable[IndexedGraph]],
         post_event: PostEvent,
@@ -75,6 +77,7 @@ class GraphLoop:
         self.kube = kube
         self.settings = settings
         self.signals = signals
+        self.tenancy = tenancy
         self.signal = ChangeSignal()  # this loop's own, registered while it runs
         self.dependencies = dependencies
         self.graphs = graphs
@@ -101,6 +104,7 @@ class GraphLoop:
         self.statuses = DependencyStatuses(
             kube=kube,
             ref=(self.namespace, self.name),
+            tenancy=tenancy,
             concurrency=settings.write_concurrency,
             logger=logger,
         )
@@ -170,7 +174,7 @@ class GraphLoop:
         return self.indexed().spec
 
     def selects(self, dep: IndexedDependency) -> bool:
-        return self.indexed().selects(dep)
+        return self.indexed().selects(dep, self.tenancy)
 
     @property
     def snapshot_name(self) -> str:
@@ -230,7 +234,7 @@ class GraphLoop:
             )
             await self._write_status(status, previous)
             return
-        selected = [dep for dep in self.dependencies() if mine.selects(dep)]
+        selected = [dep for dep in self.dependencies() if mine.selects(dep, self.tenancy)]
         declarations = [dep.declaration for dep in selected if dep.declaration is not None]
         if spec.observed is not None:
             pruned = self.poller.prune(now, spec.retention_seconds)
@@ -327,7 +331,7 @@ class GraphLoop:
     async def release(self) -> None:
         """The graph is being deleted: tell the objects only it selected."""
         mine = self.indexed()
-        selected = [dep for dep in self.dependencies() if mine.selects(dep)]
+        selected = [dep for dep in self.dependencies() if mine.selects(dep, self.tenancy)]
         await self.statuses.write(
             selected, self.dependencies, list(self.graphs()), None, datetime.now(UTC)
         )

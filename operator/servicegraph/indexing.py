@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from servicegraph.api import ServiceDependency, ServiceGraphSpec
 from servicegraph.graph import ServiceDeclaration
+from servicegraph.tenancy import Tenancy
 
 ObjectKey = tuple[str, str]  # (namespace, name)
 
@@ -71,9 +72,12 @@ class IndexedGraph:
         except ValidationError as error:
             return cls(namespace, name, None, _first_error(error))
 
-    def selects(self, dep: IndexedDependency) -> bool:
-        return self.spec is not None and self.spec.selector.selects(
-            dep.namespace, dep.labels, self.namespace
+    def selects(self, dep: IndexedDependency, tenancy: Tenancy) -> bool:
+        """Whether the graph's selector names `dep` and `dep`'s namespace lets it read there."""
+        return (
+            self.spec is not None
+            and self.spec.selector.selects(dep.namespace, dep.labels, self.namespace)
+            and tenancy.may_read(self.namespace, dep.namespace)
         )
 
 

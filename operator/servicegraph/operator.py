@@ -21,9 +21,10 @@ from servicegraph.api import GROUP, SERVICE_DEPENDENCY, SERVICE_GRAPH, VERSION
 from servicegraph.graph_loop import GraphLoop
 from servicegraph.indexing import IndexedDependency, IndexedGraph
 from servicegraph.kube import Kube, KubeError, load_client
-from servicegraph.settings import OperatorSettings
+from servicegraph.settings import OperatorSettings, own_namespace
 from servicegraph.signals import SignalHub
 from servicegraph.telemetry import configure_tracing, count_watch_restarts, serve_metrics
+from servicegraph.tenancy import Tenancy, granted_to, platform_namespaces
 
 WATCH_INACTIVITY_TIMEOUT = 300.0  # seconds of silence before a watch stream is reopened
 WORKER_IDLE_TIMEOUT = 0.1  # seconds
@@ -47,6 +48,11 @@ async def configure(
     settings.posting.level = logging.WARNING
     memo["kube"] = Kube(load_client())
     memo["signals"] = SignalHub()
+    platform = platform_namespaces(ours.platform_namespaces, own_namespace())
+    logger.info(
+        "graphs in these namespaces may select any namespace: "
+        + (", ".join(sorted(platform)) or "none")
+    )
     memo["last_seen"] = {}
     serve_metrics(ours.metrics_port)
     if ours.peering and not ours.standalone:
@@ -126,12 +132,27 @@ async def wake_on_graph(*, namespace: str | None, name: str, memo: Any, **kwargs
     await memo["signals"].notify_all()
 
 
-def _entry(index: kopf.Index[tuple[str, str], Any], key: tuple[str, str]) -> Any:
+async def namespace_index(
+    *, name: str, labels: Mapping[str, str], **_: Any
+) -> dict[str, frozenset[str]]:
+    """Which namespaces' graphs may read this one (see tenancy.py)."""
+    return {name: granted_to(labels)}
+
+
+async def wake_on_namespace(*, name: str, memo: Any, **kwargs: Any) -> None:
+    grants = _entry(kwargs["namespace_index"], name)
+    if grants == memo["last_seen"].get(("namespaces", name)):
+        return
+    _remember(memo, "namespaces", (name,), grants)
+    await memo["signals"].notify_all()
+
+
+def _entry(index: kopf.Index[Any, Any], key: Any) -> Any:
     store = index.get(key)
     return next(iter(store), None) if store is not None else None
 
 
-def _remember(memo: Any, plural: str, key: tuple[str, str], entry: Any) -> None:
+def _remember(memo: Any, plural: str, key: tuple[str, ...], entry: Any) -> None:
     if entry is None:  # deleted
         memo["last_seen"].pop((plural, *key), None)
     else:
@@ -153,11 +174,20 @@ async def graph_daemon(
     def post_event(type_: str, reason: str, message: str) -> None:
         kopf.event(body, type=type_, reason=reason, message=message)
 
+    grants: kopf.Index[str, frozenset[str]] | None = kwargs.get("namespace_index")
+    ours: OperatorSettings = memo["settings"]
+    tenancy = Tenancy(
+        platform=platform_namespaces(ours.platform_namespaces, own_namespace()),
+        grants=None
+        if grants is None
+        else lambda namespace: _entry(grants, namespace) or frozenset(),
+    )
     loop = GraphLoop(
         body=body,
         kube=memo["kube"],
-        settings=memo["settings"],
+        settings=ours,
         signals=memo["signals"],
+        tenancy=tenancy,
         dependencies=lambda: _values(dependencies),
         graphs=lambda: _values(graphs),
         post_event=post_event,
@@ -188,9 +218,7 @@ def _values(index: kopf.Index[Any, Any]) -> Iterable[Any]:
 
 def _quiet_wake_ups(record: logging.LogRecord) -> bool:
     """Kopf logs every handler run; the wake-ups run on every watch event and say nothing."""
-    return not str(record.msg).startswith(
-        ("Handler 'wake_on_dependency'", "Handler 'wake_on_graph'")
-    )
+    return not str(record.msg).startswith("Handler 'wake_on_")
 
 
 def run(settings: OperatorSettings) -> None:
@@ -201,6 +229,11 @@ def run(settings: OperatorSettings) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     count_watch_restarts(keep_debug=settings.debug)
     logging.getLogger("kopf.objects").addFilter(_quiet_wake_ups)
+    if settings.clusterwide:
+        # Grants are labels on Namespaces, which only a cluster-wide operator may watch; one
+        # limited to some namespaces lets only platform namespaces select across them.
+        kopf.index("", "v1", "namespaces")(namespace_index)
+        kopf.on.event("", "v1", "namespaces")(wake_on_namespace)
     if configure_tracing():
         logging.getLogger(__name__).info("exporting traces over OTLP")
     asyncio.run(

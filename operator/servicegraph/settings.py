@@ -6,6 +6,7 @@ import os
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 ENV_PREFIX = "SERVICEGRAPH_"
 
@@ -31,6 +32,8 @@ class OperatorSettings:
     resync: float = 300.0
     # Parallel API writes of ServiceDependency statuses.
     write_concurrency: int = 8
+    # Graphs in these namespaces may select any namespace; empty: the operator's own.
+    platform_namespaces: tuple[str, ...] = ()
 
     @property
     def clusterwide(self) -> bool:
@@ -56,10 +59,9 @@ def default_priority() -> int:
 def from_environment(environ: Mapping[str, str] | None = None) -> OperatorSettings:
     """Settings from SERVICEGRAPH_* variables alone (flags override them in the CLI)."""
     env = os.environ if environ is None else environ
-    namespaces = tuple(n for n in (env_value(env, "NAMESPACES") or "").split(",") if n.strip())
     defaults = OperatorSettings()
     return OperatorSettings(
-        namespaces=tuple(n.strip() for n in namespaces),
+        namespaces=_names(env_value(env, "NAMESPACES")),
         standalone=env_flag(env, "STANDALONE", defaults.standalone),
         peering=env_value(env, "PEERING"),
         priority=int(env_value(env, "PRIORITY") or default_priority()),
@@ -72,4 +74,19 @@ def from_environment(environ: Mapping[str, str] | None = None) -> OperatorSettin
         coalesce=env_flag(env, "COALESCE", defaults.coalesce),
         resync=float(env_value(env, "RESYNC") or defaults.resync),
         write_concurrency=int(env_value(env, "WRITE_CONCURRENCY") or defaults.write_concurrency),
+        platform_namespaces=_names(env_value(env, "PLATFORM_NAMESPACES")),
     )
+
+
+def _names(listed: str | None) -> tuple[str, ...]:
+    return tuple(n.strip() for n in (listed or "").split(",") if n.strip())
+
+
+def own_namespace(environ: Mapping[str, str] | None = None) -> str | None:
+    """The operator's namespace: POD_NAMESPACE (the chart sets it), else the service
+    account's; None outside a cluster."""
+    env = os.environ if environ is None else environ
+    if env.get("POD_NAMESPACE"):
+        return env["POD_NAMESPACE"]
+    mounted = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    return mounted.read_text(encoding="utf-8").strip() or None if mounted.is_file() else None

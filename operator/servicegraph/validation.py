@@ -248,8 +248,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 
 def _short(value: Any) -> str:
-    """`value` as JSON, at most 80 characters, however big, deep or odd the value is."""
-    return _cut(json.dumps(_clipped(value), ensure_ascii=False, default=repr), 80)
+    """`value` as JSON, at most 80 characters, however big, deep or odd the value is (cut
+    after unprintable characters are escaped, which makes them longer)."""
+    return _cut(printable(json.dumps(_clipped(value), ensure_ascii=False, default=repr)), 80)
 
 
 def _cut(text: str, limit: int) -> str:

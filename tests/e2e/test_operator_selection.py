@@ -27,6 +27,11 @@ pytestmark = pytest.mark.e2e
 ACCEPTED_BY = '{.status.conditions[?(@.type=="Accepted")].message}'
 
 
+def grant(api: Api, namespace: str, reader: str) -> None:
+    """Let ServiceGraphs in `reader` select objects in `namespace`."""
+    api.kubectl("label", "namespace", namespace, f"readers.graph.slo-engine.io/{reader}=true")
+
+
 def test_selection_by_namespaces_and_labels(api: Api, start_operator: StartOperator) -> None:
     install(api, "shop", "pay", "other", "ops")
     api.kubectl.apply(
@@ -40,7 +45,10 @@ def test_selection_by_namespaces_and_labels(api: Api, start_operator: StartOpera
         sdep("p", "q", ns="pay", team="pay"),
         sdep("o", "a", ns="other", team="web"),
     )
-    start_operator()
+    # pay and other let graphs in shop read them; ops is a platform namespace.
+    grant(api, "pay", "shop")
+    grant(api, "other", "shop")
+    start_operator("--platform-namespace", "ops")
     wait_for(lambda: counts(api, "home") == "2/1", timeout=30)
     wait_for(lambda: counts(api, "two") == "4/2")
     wait_for(lambda: counts(api, "web") == "3/2")
@@ -83,6 +91,7 @@ def test_two_graphs_stay_independent(api: Api, start_operator: StartOperator) ->
         sdep("e", "a", ns="extra", tier="gold"),  # in beta only
         sdep("p", "q", ns="pay", tier="gold"),  # in gamma only
     )
+    grant(api, "extra", "shop")
     operator = start_operator()
     wait_for(lambda: counts(api, "alpha") == "3/2", timeout=30)
     wait_for(lambda: counts(api, "beta") == "3/2")

@@ -53,10 +53,12 @@ def rbac(rendered: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_cluster_mode_grants() -> None:
     rendered = rbac(render("default"))
-    assert grants(rendered, ACCOUNT, None) == OPERATOR | CRD_DISCOVERY
+    # Cluster-wide, the operator reads Namespaces' labels: the cross-namespace grants.
+    cluster = OPERATOR | CRD_DISCOVERY | NAMESPACE_DISCOVERY
+    assert grants(rendered, ACCOUNT, None) == cluster
     assert objects(rendered, "Role") == []
     ha = rbac(render("cluster-ha"))
-    assert grants(ha, ACCOUNT, None) == OPERATOR | CRD_DISCOVERY | peering("clusterkopfpeerings")
+    assert grants(ha, ACCOUNT, None) == cluster | peering("clusterkopfpeerings")
 
 
 def test_namespaced_mode_grants() -> None:
