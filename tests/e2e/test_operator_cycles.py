@@ -131,3 +131,28 @@ def test_acknowledged_cycle_raises_no_alarm(
     api.kubectl.apply(graph("shop", acknowledgedCycles=[["b", "a"]]))
     wait_for(lambda: jsonpath(api, "sg", "shop", ACYCLIC) == "False")
     wait_for(lambda: reasons(api, "shop", "shop") == [WARNING, WARNING])
+
+
+def test_a_ring_of_5000_services_reaches_a_valid_accepted_status(
+    api: Api, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    """The emulator checks every status write against the CRD, as a real API server does:
+    a status that grew with the cycle would be refused here, and for ever after."""
+    install(api, "shop")
+    size = 5000
+    ring = [sdep(f"s{i:04d}", f"s{(i + 1) % size:04d}") for i in range(size)]
+    api.kubectl.apply(graph("shop"))
+    start_operator()
+    wait_for(lambda: counts(api, "shop") == "0/0", timeout=30)
+    for start in range(0, size, 1000):  # as a GitOps sync would, while the operator runs
+        api.kubectl.apply(*ring[start : start + 1000])
+    wait_for(lambda: counts(api, "shop") == f"{size}/{size}", timeout=120)
+    status = api.kubectl.get("sg", "shop", "-n", "shop")["status"]
+    acyclic = condition({"status": status}, "Acyclic")
+    assert acyclic["status"] == "False"
+    assert f"component of {size} services" in acyclic["message"]
+    assert len(acyclic["message"]) <= 1024
+    (sample,) = status["cycleSamples"]
+    assert sample[:2] == ["s0000", "s0001"] and sample[-1] == f"and {size - 20} more"
+    refused = [r for r in api.emulator.admission.refused if r[0] == "ServiceGraph"]
+    assert refused == []

@@ -26,6 +26,7 @@ from servicegraph.kube import Kube
 from servicegraph.settings import OperatorSettings
 from servicegraph.signals import SignalHub
 from servicegraph.telemetry import otlp_tracer_provider
+from servicegraph.tenancy import Tenancy
 from tests.e2e.test_operator_support import graph, install, sdep
 from tests.support.emulator import Api
 from tests.support.prometheus import Edge, FakePrometheus
@@ -57,6 +58,7 @@ def loop_for(api: Api, body: dict[str, Any], objects: list[dict[str, Any]]) -> G
         kube=Kube(config.new_client_from_config(config_file=str(api.kubeconfig))),
         settings=OperatorSettings(),
         signals=SignalHub(),
+        tenancy=Tenancy(),
         dependencies=lambda: dependencies,
         graphs=lambda: [mine],
         post_event=lambda *_: None,
