@@ -200,3 +200,19 @@ def test_a_change_during_the_first_reconciliation_is_not_lost(
     assert time.monotonic() - started < 30
     wait_for(lambda: jsonpath(api, "sdep", "late", "{.status.resolvedTargets}") == '["s0"]')
     assert writes(api, SDEP_STATUS_PATCHES) >= 21
+
+
+def test_snapshot_writes_list_no_configmaps(api: Api, start_operator: StartOperator) -> None:
+    """The store remembers the ConfigMaps it wrote: only the reload at start lists them (a
+    list of a big snapshot is megabytes of base64)."""
+    install(api, "shop")
+    api.kubectl.apply(graph("shop"), sdep("a", "b"))
+    lists = api.emulator.inject("GET", r"/api/v1/namespaces/shop/configmaps\?", None, times=None)
+    start_operator()
+    revision = "{.status.snapshot.revision}"
+    wait_for(lambda: jsonpath(api, "servicegraph", "shop", revision) != "", timeout=30)
+    for target in ("c", "d", "e"):
+        before = jsonpath(api, "servicegraph", "shop", revision)
+        api.kubectl.apply(sdep("b", target))
+        wait_for(lambda before=before: jsonpath(api, "servicegraph", "shop", revision) != before)
+    assert len(lists.hit_times) == 1, "listed once, at start"
