@@ -29,6 +29,7 @@ from servicegraph.snapshot_store import SnapshotConflict, SnapshotStore
 from servicegraph.status import comparable, graph_status, invalid_graph_status
 from servicegraph.telemetry import METRICS, TRACER
 from servicegraph.tenancy import Tenancy
+from servicegraph.workers import off_the_loop
 
 Body = dict[str, Any]
 
@@ -247,7 +248,7 @@ class GraphLoop:
             ) as span,
             METRICS.recompute_seconds.labels(self.namespace, self.name).time(),
         ):
-            result = await asyncio.to_thread(
+            result = await off_the_loop(
                 analyse,
                 spec,
                 declarations,

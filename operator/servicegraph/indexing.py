@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,13 @@ class IndexedDependency:
     generation: int | None
     declaration: ServiceDeclaration | None
     error: str | None = None
-    status: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    # Compared too: Kopf keeps the stored entry when a new one is equal, and the status
+    # must stay current (a graph loop trusts it once it shows the loop's own write).
+    status: Mapping[str, Any] = field(default_factory=dict)
+
+    def same_inputs(self, other: IndexedDependency | None) -> bool:
+        """Whether `other` builds the same graphs: everything but the status."""
+        return other is not None and dataclasses.replace(other, status=self.status) == self
 
     @classmethod
     def from_object(

@@ -116,7 +116,7 @@ async def wake_on_dependency(*, namespace: str | None, name: str, memo: Any, **k
     key = (namespace or "", name)
     entry = _entry(kwargs["dependency_index"], key)
     before = memo["last_seen"].get((SERVICE_DEPENDENCY.plural, *key))
-    if entry == before:  # a status write of ours: the entries leave status out of equality
+    if entry == before or (entry is not None and entry.same_inputs(before)):  # a status write
         return
     _remember(memo, SERVICE_DEPENDENCY.plural, key, entry)
     await memo["signals"].notify_selecting(before, entry)

@@ -24,6 +24,7 @@ from servicegraph.kube import Kube, KubeError
 from servicegraph.snapshot import Document, SnapshotError
 from servicegraph.status import SnapshotInfo, timestamp
 from servicegraph.telemetry import METRICS
+from servicegraph.workers import off_the_loop
 
 Body = dict[str, Any]
 
@@ -150,7 +151,7 @@ class SnapshotStore:
             due = stored.written_at.timestamp() + min_interval
             if stored.topology == topology and now.timestamp() < due:
                 return WriteOutcome(written=False, deferred_until=datetime.fromtimestamp(due, UTC))
-        write = await asyncio.to_thread(configmaps.encode_json, canonical, name)
+        write = await off_the_loop(configmaps.encode_json, canonical, name)
         for payload in write.shards:
             await self._put(self._body(payload), known=False)
         index = self._body(write.index)
