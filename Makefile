@@ -56,6 +56,7 @@ bench: setup
 	$(BIN)/python bench/graph_bench.py
 	$(BIN)/python bench/operator_bench.py --sizes 1000,5000,10000
 	$(BIN)/python bench/durability_bench.py
+	$(BIN)/python bench/liveness_bench.py --services 10000
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .hypothesis

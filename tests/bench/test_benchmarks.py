@@ -58,3 +58,18 @@ def test_durability_benchmark_writes_rarely_and_stays_flat() -> None:
         if (cells := line.split("|")) and len(cells) == 6 and cells[1].strip().isdigit()
     ]
     assert len(kept) >= 2 and kept[-1] <= kept[0] * 1.1, kept  # bounded by the retention
+
+
+@pytest.mark.e2e
+def test_liveness_benchmark_prints_its_table() -> None:
+    out = run("liveness_bench.py", "--quick")
+    assert "| 1,000 services, 3 graphs | probes |" in out
+    rows = {
+        cells[1]: cells
+        for line in out.splitlines()
+        if (cells := [c.strip() for c in line.split("|")]) and len(cells) > 10
+    }
+    for phase in ("during convergence", "steady recomputes"):
+        assert int(rows[phase][2].replace(",", "")) > 0, rows[phase]  # probes were answered
+        assert int(rows[phase][9]) >= 1, rows[phase]  # the operator did recompute
+    assert "p99 < 100 ms" in out  # the budget beside the numbers
