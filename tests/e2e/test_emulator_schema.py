@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.test_emulator import create, patch
 from tests.support.emulator import Api
 from tests.support.kubectl import KubectlError, wait_for
 from tests.support.operator_process import StartOperator
@@ -26,7 +27,6 @@ GROUP = "graph.slo-engine.io"
 API = f"{GROUP}/v1alpha1"
 SDEPS = f"/apis/{API}/namespaces/default/servicedependencies"
 GRAPHS = f"/apis/{API}/namespaces/default/servicegraphs"
-MERGE = {"Content-Type": "application/merge-patch+json"}
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}
 TIME = "2025-01-01T00:00:00Z"
 
@@ -53,18 +53,6 @@ def condition(type_: str, status: str = "True", **extra: Any) -> dict[str, Any]:
         "message": "",
         **extra,
     }
-
-
-def patch(
-    http: httpx.Client, url: str, body: Any, headers: dict[str, str] = MERGE
-) -> httpx.Response:
-    return http.patch(url, content=json.dumps(body), headers=headers)
-
-
-def create(http: httpx.Client, url: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = http.post(url, json=body)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 def refused(response: httpx.Response) -> dict[str, Any]:
