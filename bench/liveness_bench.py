@@ -344,7 +344,7 @@ def main() -> None:
         f"\n\nA probe every {PROBE_INTERVAL * 1000:.0f} ms, a new connection each, "
         f"{PROBE_TIMEOUT:.0f} s timeout. 'p99 incl. skipped ticks' also counts the probes a "
         "fixed-rate prober would have sent while one was stuck."
-        f"\nBudget (DESIGN.md section 6): /healthz during a 10,000-service recompute, "
+        f"\nThe project's budget: /healthz during a 10,000-service recompute, "
         f"p99 < {BUDGET_P99_MS:.0f} ms."
     )
 

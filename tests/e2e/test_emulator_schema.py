@@ -3,7 +3,7 @@
 Every write of a ServiceDependency or ServiceGraph (create, replace, merge and JSON patch, of
 the object and of its /status) is pruned, defaulted and checked against the CRDs in crds/;
 a refusal is the apiserver's 422 Status. The expected wordings are those a real
-kube-apiserver (v1.32) gave for the same writes (see DESIGN.md section 5).
+kube-apiserver (v1.32) gave for the same writes, measured once against a real one.
 """
 
 from __future__ import annotations
