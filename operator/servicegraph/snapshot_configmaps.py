@@ -21,7 +21,6 @@ import binascii
 import gzip
 import hashlib
 import json
-import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -79,9 +78,9 @@ class ConfigMapPayload:
 class SnapshotWrite:
     """What to write for one revision of a snapshot.
 
-    Write every shard first and the index last, then delete `stale_shards`: a reader that
-    fetched the previous index still finds its shards (their names carry the revision), and
-    a reader never sees an index whose shards are not all written yet.
+    Write every shard first and the index last, then delete the shards of the previous
+    revision: a reader that fetched the previous index still finds its shards (their names
+    carry the revision), and a reader never sees an index whose shards are not all written.
     """
 
     revision: str
@@ -189,14 +188,6 @@ def encode_json(
 
 def shard_name(name: str, revision: str, part: int) -> str:
     return f"{_fit(name, _SHARD_PREFIX_LIMIT)}-{revision[:10]}-{part}"
-
-
-def stale_shards(existing_names: Iterable[str], write: SnapshotWrite, name: str) -> list[str]:
-    """Shard ConfigMaps of snapshot `name` that `write` no longer uses: delete them after
-    the index is written."""
-    pattern = re.compile(re.escape(_fit(name, _SHARD_PREFIX_LIMIT)) + r"-[0-9a-f]{10}-[0-9]+")
-    current = {shard.name for shard in write.shards}
-    return sorted(n for n in existing_names if pattern.fullmatch(n) and n not in current)
 
 
 def _fit(name: str, limit: int) -> str:

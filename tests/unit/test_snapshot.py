@@ -426,19 +426,6 @@ def sharded_as(name: str) -> SnapshotWrite:
     return snapshot_configmaps.encode(sample_document(), name, gzip_threshold=0, max_part_bytes=300)
 
 
-def test_stale_shards_are_those_of_other_revisions_of_the_same_snapshot() -> None:
-    write = sharded()
-    current = [s.name for s in write.shards]
-    old = ["g-0123456789-0", "g-0123456789-1"]
-    others = ["g", "g-graph", "gx-0123456789-0", "g-0123456789-x", "other-0123456789-0"]
-
-    assert snapshot_configmaps.stale_shards([*current, *old, *others], write, "g") == old
-    plain = snapshot_configmaps.encode(sample_document(), "g")
-    assert snapshot_configmaps.stale_shards([*current, *old, *others], plain, "g") == sorted(
-        current + old
-    )
-
-
 def corrupt(manifest: dict[str, Any]) -> None:
     part = bytearray(base64.b64decode(manifest["binaryData"]["part"]))
     part[len(part) // 2] ^= 0xFF
