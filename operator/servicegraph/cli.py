@@ -386,8 +386,7 @@ def _current_namespace() -> str:
         _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
         return str((context or {}).get("context", {}).get("namespace") or "default")
     except (config.ConfigException, OSError, ValueError):
-        pod = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-        return pod.read_text(encoding="utf-8").strip() if pod.is_file() else "default"
+        return settings.own_namespace() or "default"
 
 
 def _check(args: argparse.Namespace) -> int:

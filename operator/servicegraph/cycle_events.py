@@ -6,10 +6,10 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from servicegraph.api import MAX_CYCLE_SAMPLE_NAMES
 from servicegraph.graph import Graph
 
 PostEvent = Callable[[str, str, str], None]  # (type, reason, message)
-MAX_EVENT_NAMES = 20  # an Event's message stays short however large the cycle
 
 
 class CycleEvents:
@@ -29,7 +29,7 @@ class CycleEvents:
         before = self.seen if self.seen is not None else set()
         for members, cycle in current.items():
             if members not in before:
-                text = cycle.describe(MAX_EVENT_NAMES)
+                text = cycle.describe(MAX_CYCLE_SAMPLE_NAMES)
                 self.post_event("Warning", "CycleDetected", f"dependency cycle: {text}")
                 self.logger.warning(f"new dependency cycle: {text}")
         acknowledged = {frozenset(c) for c in graph.acknowledged_cycles}
@@ -37,9 +37,8 @@ class CycleEvents:
             if members in acknowledged:  # silenced, not gone: "resolved" would be untrue
                 continue
             names = sorted(members)
-            shown = ", ".join(names[:MAX_EVENT_NAMES])
-            more = (
-                f" and {len(names) - MAX_EVENT_NAMES} more" if len(names) > MAX_EVENT_NAMES else ""
-            )
+            left_out = len(names) - MAX_CYCLE_SAMPLE_NAMES
+            more = f" and {left_out} more" if left_out > 0 else ""
+            shown = ", ".join(names[:MAX_CYCLE_SAMPLE_NAMES])
             self.post_event("Normal", "CycleResolved", f"cycle between {shown}{more} is gone")
         self.seen = set(current)

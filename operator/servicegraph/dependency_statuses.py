@@ -106,12 +106,26 @@ class DependencyStatuses:
         now: datetime,
     ) -> Iterator[tuple[ObjectKey, Body]]:
         ordered = sorted(graphs, key=lambda g: (g.namespace, g.name))
-        if graph is None:  # going away: the others decide
-            ordered = [g for g in ordered if (g.namespace, g.name) != self.ref]
+        if graph is None:  # going away: the others decide, and it releases what it selected
+            others = [g for g in ordered if (g.namespace, g.name) != self.ref]
+            yield from self._released(selected, others, now)
+            return
+        yield from self._owned(selected, ordered, graph, now)
+        # Objects nobody selects any more are released by one loop: the first graph's.
+        if ordered and (ordered[0].namespace, ordered[0].name) == self.ref:
+            yield from self._released(everyone(), ordered, now)
+
+    def _owned(
+        self,
+        selected: Iterable[IndexedDependency],
+        graphs: Sequence[IndexedGraph],
+        graph: Graph,
+        now: datetime,
+    ) -> Iterator[tuple[ObjectKey, Body]]:
+        """The statuses of the selected objects this graph reports."""
         ref = "/".join(self.ref)
-        for dep in selected if graph is not None else ():
-            assert graph is not None  # for the type checker
-            owner = status_owner(dep, ordered, self.tenancy)
+        for dep in selected:
+            owner = status_owner(dep, graphs, self.tenancy)
             if owner is None or (owner.namespace, owner.name) != self.ref:
                 continue
             previous = self._previous(dep)
@@ -133,17 +147,14 @@ class DependencyStatuses:
                 )
             if desired != comparable(previous, desired):
                 yield (dep.namespace, dep.name), desired
-        # Objects nobody selects are released by one loop: the first graph's, or by a graph
-        # as it goes (for the objects it selected).
-        if graph is None:
-            candidates: Iterable[IndexedDependency] = selected
-        elif ordered and (ordered[0].namespace, ordered[0].name) == self.ref:
-            candidates = everyone()
-        else:
-            return
+
+    def _released(
+        self, candidates: Iterable[IndexedDependency], graphs: Sequence[IndexedGraph], now: datetime
+    ) -> Iterator[tuple[ObjectKey, Body]]:
+        """`NotSelected` for the candidates that say they are in a graph and are in none."""
         for dep in candidates:
             previous = self._previous(dep)
-            if not _says_selected(previous) or status_owner(dep, ordered, self.tenancy) is not None:
+            if not _says_selected(previous) or status_owner(dep, graphs, self.tenancy) is not None:
                 continue
             desired = not_selected_status(generation=dep.generation, previous=previous, now=now)
             if desired != comparable(previous, desired):

@@ -22,7 +22,7 @@ from servicegraph.dependency_statuses import DependencyStatuses
 from servicegraph.graph import Graph, Observation, ServiceDeclaration
 from servicegraph.indexing import IndexedDependency, IndexedGraph
 from servicegraph.kube import Kube, KubeError
-from servicegraph.polling import ObservedPoller
+from servicegraph.polling import INVALID_CONFIGURATION, ObservedPoller
 from servicegraph.settings import OperatorSettings
 from servicegraph.signals import ChangeSignal, SignalHub
 from servicegraph.snapshot_store import SnapshotConflict, SnapshotStore
@@ -235,7 +235,7 @@ class GraphLoop:
             )
             await self._write_status(status, previous)
             return
-        selected = [dep for dep in self.dependencies() if mine.selects(dep, self.tenancy)]
+        selected = self._selected(mine)
         declarations = [dep.declaration for dep in selected if dep.declaration is not None]
         if spec.observed is not None:
             pruned = self.poller.prune(now, spec.retention_seconds)
@@ -271,8 +271,8 @@ class GraphLoop:
         METRICS.record_graph(self.namespace, self.name, summary)
 
         problem, failure = await self._write_snapshot(result, spec, now)
-        if spec.observed is not None and self.poller.state.reason == "InvalidConfiguration":
-            problem = problem or ("InvalidConfiguration", self.poller.state.message)
+        if spec.observed is not None and self.poller.state.reason == INVALID_CONFIGURATION:
+            problem = problem or (INVALID_CONFIGURATION, self.poller.state.message)
         status = graph_status(
             result.graph,
             generation=generation,
@@ -331,11 +331,13 @@ class GraphLoop:
 
     async def release(self) -> None:
         """The graph is being deleted: tell the objects only it selected."""
-        mine = self.indexed()
-        selected = [dep for dep in self.dependencies() if mine.selects(dep, self.tenancy)]
+        selected = self._selected(self.indexed())
         await self.statuses.write(
             selected, self.dependencies, list(self.graphs()), None, datetime.now(UTC)
         )
+
+    def _selected(self, mine: IndexedGraph) -> list[IndexedDependency]:
+        return [dep for dep in self.dependencies() if mine.selects(dep, self.tenancy)]
 
     def _owner_reference(self) -> Body:
         # Not kopf.adopt: it copies the owner's labels, and Argo CD's tracking label on the

@@ -30,9 +30,10 @@ class IndexedDependency:
     # must stay current (a graph loop trusts it once it shows the loop's own write).
     status: Mapping[str, Any] = field(default_factory=dict)
 
-    def same_inputs(self, other: IndexedDependency | None) -> bool:
-        """Whether `other` builds the same graphs: everything but the status."""
-        return other is not None and dataclasses.replace(other, status=self.status) == self
+    def inputs(self) -> IndexedDependency:
+        """What graphs are built from: the entry without its status (a status write of a
+        graph loop must not wake the loops)."""
+        return dataclasses.replace(self, status={})
 
     @classmethod
     def from_object(

@@ -163,7 +163,7 @@ class PrometheusQuery:
             headers=tuple(sorted(endpoint.headers.items())),
             bearer_token=None if bearer_token is None else bearer_token.strip(),
             ca_pem=ca_pem,
-            timeout=parse_duration(endpoint.timeout),
+            timeout=endpoint.timeout_seconds,
             metric_prefix=source.metric_prefix,
             window=source.window,
             min_request_rate=source.min_request_rate,

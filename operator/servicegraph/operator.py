@@ -48,7 +48,7 @@ async def configure(
     settings.posting.level = logging.WARNING
     memo["kube"] = Kube(load_client())
     memo["signals"] = SignalHub()
-    platform = platform_namespaces(ours.platform_namespaces, own_namespace())
+    memo["platform"] = platform = platform_namespaces(ours.platform_namespaces, own_namespace())
     logger.info(
         "graphs in these namespaces may select any namespace: "
         + (", ".join(sorted(platform)) or "none")
@@ -113,23 +113,19 @@ async def graph_index(
 # from here finds the new entry (an index function runs before its result is stored).
 @kopf.on.event(GROUP, VERSION, SERVICE_DEPENDENCY.plural)
 async def wake_on_dependency(*, namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
-    key = (namespace or "", name)
-    entry = _entry(kwargs["dependency_index"], key)
-    before = memo["last_seen"].get((SERVICE_DEPENDENCY.plural, *key))
-    if entry == before or (entry is not None and entry.same_inputs(before)):  # a status write
-        return
-    _remember(memo, SERVICE_DEPENDENCY.plural, key, entry)
-    await memo["signals"].notify_selecting(before, entry)
+    entry = _entry(kwargs["dependency_index"], (namespace or "", name))
+    inputs = None if entry is None else entry.inputs()
+    changed, before = _remember(memo, SERVICE_DEPENDENCY.plural, (namespace or "", name), inputs)
+    if changed:
+        await memo["signals"].notify_selecting(before, inputs)
 
 
 @kopf.on.event(GROUP, VERSION, SERVICE_GRAPH.plural)
 async def wake_on_graph(*, namespace: str | None, name: str, memo: Any, **kwargs: Any) -> None:
     key = (namespace or "", name)
-    entry = _entry(kwargs["graph_index"], key)
-    if entry == memo["last_seen"].get((SERVICE_GRAPH.plural, *key)):
-        return
-    _remember(memo, SERVICE_GRAPH.plural, key, entry)
-    await memo["signals"].notify_all()
+    changed, _ = _remember(memo, SERVICE_GRAPH.plural, key, _entry(kwargs["graph_index"], key))
+    if changed:
+        await memo["signals"].notify_all()
 
 
 async def namespace_index(
@@ -140,11 +136,9 @@ async def namespace_index(
 
 
 async def wake_on_namespace(*, name: str, memo: Any, **kwargs: Any) -> None:
-    grants = _entry(kwargs["namespace_index"], name)
-    if grants == memo["last_seen"].get(("namespaces", name)):
-        return
-    _remember(memo, "namespaces", (name,), grants)
-    await memo["signals"].notify_all()
+    changed, _ = _remember(memo, "namespaces", (name,), _entry(kwargs["namespace_index"], name))
+    if changed:
+        await memo["signals"].notify_all()
 
 
 def _entry(index: kopf.Index[Any, Any], key: Any) -> Any:
@@ -152,11 +146,13 @@ def _entry(index: kopf.Index[Any, Any], key: Any) -> Any:
     return next(iter(store), None) if store is not None else None
 
 
-def _remember(memo: Any, plural: str, key: tuple[str, ...], entry: Any) -> None:
-    if entry is None:  # deleted
-        memo["last_seen"].pop((plural, *key), None)
-    else:
+def _remember(memo: Any, plural: str, key: tuple[str, ...], entry: Any) -> tuple[bool, Any]:
+    """Keep `entry` (None: deleted) as the last seen of the object; (whether it differs from
+    the one before, the one before)."""
+    before = memo["last_seen"].pop((plural, *key), None)
+    if entry is not None:
         memo["last_seen"][(plural, *key)] = entry
+    return entry != before, before
 
 
 # On a stop the loop has `cancellation_backoff` seconds to finish (a deleted graph releases its
@@ -175,9 +171,8 @@ async def graph_daemon(
         kopf.event(body, type=type_, reason=reason, message=message)
 
     grants: kopf.Index[str, frozenset[str]] | None = kwargs.get("namespace_index")
-    ours: OperatorSettings = memo["settings"]
     tenancy = Tenancy(
-        platform=platform_namespaces(ours.platform_namespaces, own_namespace()),
+        platform=memo["platform"],
         grants=None
         if grants is None
         else lambda namespace: _entry(grants, namespace) or frozenset(),
@@ -185,7 +180,7 @@ async def graph_daemon(
     loop = GraphLoop(
         body=body,
         kube=memo["kube"],
-        settings=ours,
+        settings=memo["settings"],
         signals=memo["signals"],
         tenancy=tenancy,
         dependencies=lambda: _values(dependencies),

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from servicegraph.api import ObservedSource, SecretKeyRef, ServiceGraphSpec, parse_duration
+from servicegraph.api import ObservedSource, SecretKeyRef, ServiceGraphSpec
 from servicegraph.graph import Observation, merge_observations, prune_observations
 from servicegraph.kube import Kube, KubeError
 from servicegraph.observed import ObservedSourceError, PrometheusQuery, poll
@@ -72,7 +72,7 @@ class ObservedPoller:
             if spec is not None and spec.observed is not None:
                 await self.poll_once(spec.observed)
                 await self.on_poll()
-                delay = parse_duration(spec.observed.interval)
+                delay = spec.observed.interval_seconds
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), delay)

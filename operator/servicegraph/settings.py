@@ -83,8 +83,8 @@ def _names(listed: str | None) -> tuple[str, ...]:
 
 
 def own_namespace(environ: Mapping[str, str] | None = None) -> str | None:
-    """The operator's namespace: POD_NAMESPACE (the chart sets it), else the service
-    account's; None outside a cluster."""
+    """The namespace this process runs in: POD_NAMESPACE (the chart sets it), else the
+    service account's; None outside a cluster."""
     env = os.environ if environ is None else environ
     if env.get("POD_NAMESPACE"):
         return env["POD_NAMESPACE"]

@@ -19,11 +19,9 @@ Body = dict[str, Any]
 
 # Every string and list written here is bounded, whatever the size of the graph: the API server
 # refuses a status past its schema's limits, and then every later patch too. The CRD says the
-# same numbers (MAX_SAMPLES, MAX_DEPENDENCIES in api.py).
-MAX_SAMPLE_NAMES = MAX_CYCLE_SAMPLE_NAMES  # names in one cycle sample, then "and N more"
+# same numbers (MAX_SAMPLES, MAX_CYCLE_SAMPLE_NAMES, MAX_LAST_ERROR, MAX_DEPENDENCIES in api.py).
 MAX_CYCLES_IN_MESSAGE = 3  # cycles spelled out in the Acyclic condition
 MAX_MESSAGE_LENGTH = 1024  # characters of a condition message (the schema allows 32768)
-MAX_ERROR_LENGTH = MAX_LAST_ERROR  # characters of an error text (observed.lastError)
 _ELLIPSIS = "..."
 
 
@@ -35,16 +33,16 @@ def bounded(text: str, limit: int = MAX_MESSAGE_LENGTH) -> str:
 
 
 def cycle_sample(cycle: Cycle) -> list[str]:
-    """A cycle for `cycleSamples`: its path, at most MAX_SAMPLE_NAMES names of it, then one
+    """A cycle for `cycleSamples`: its path, at most MAX_CYCLE_SAMPLE_NAMES names of it, then one
     entry "and N more" counting the services of the component the sample leaves out."""
-    names = list(cycle.path[:MAX_SAMPLE_NAMES])
+    names = list(cycle.path[:MAX_CYCLE_SAMPLE_NAMES])
     left_out = cycle.size - len(names)
     return [*names, f"and {left_out} more"] if left_out else names
 
 
 def cycles_message(cycles: list[Cycle]) -> str:
     """The Acyclic message for unacknowledged `cycles`: their count and the first few paths."""
-    shown = "; ".join(c.describe(MAX_SAMPLE_NAMES) for c in cycles[:MAX_CYCLES_IN_MESSAGE])
+    shown = "; ".join(c.describe(MAX_CYCLE_SAMPLE_NAMES) for c in cycles[:MAX_CYCLES_IN_MESSAGE])
     first = f", the first {MAX_CYCLES_IN_MESSAGE}" if len(cycles) > MAX_CYCLES_IN_MESSAGE else ""
     return bounded(f"{len(cycles)} unacknowledged cycle(s){first}: {shown}")
 
@@ -208,7 +206,7 @@ def graph_status(
             "lastSuccessTime": observed.last_success_time,
             "lastError": None
             if observed.last_error is None
-            else bounded(observed.last_error, MAX_ERROR_LENGTH),
+            else bounded(observed.last_error, MAX_LAST_ERROR),
             "series": observed.series,
         }
     )

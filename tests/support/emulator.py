@@ -761,21 +761,11 @@ class Admission:
 
 def _unchanged(field: str, old: Body, new: Body) -> bool:
     """Whether the value at `field` (e.g. spec.dependsOn[0].service) is the same in both."""
-    missing = object()
+    before = _lookup(old, field, default=_MISSING)
+    return before is not _MISSING and before == _lookup(new, field, default=_MISSING)
 
-    def at(body: Any) -> Any:
-        for part in re.findall(r"[^.\[\]]+|\[\d+\]", field):
-            if part.startswith("["):
-                index = int(part[1:-1])
-                body = body[index] if isinstance(body, list) and index < len(body) else missing
-            else:
-                body = body.get(part, missing) if isinstance(body, dict) else missing
-            if body is missing:
-                return missing
-        return body
 
-    before = at(old)
-    return before is not missing and before == at(new)
+_MISSING = object()
 
 
 # Errors after which the apiserver does not evaluate CEL rules (it says so instead).
@@ -907,11 +897,11 @@ def _field_path(path: str) -> list[str | int]:
     ]
 
 
-def _lookup(body: Any, path: str) -> Any:
+def _lookup(body: Any, path: str, default: Any = None) -> Any:
     for part in _field_path(path):
         found = isinstance(body, list) and isinstance(part, int) and part < len(body)
         if not (found or (isinstance(body, dict) and part in body)):
-            return None
+            return default
         body = body[part]
     return body
 

@@ -10,6 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from servicegraph import snapshot
+from servicegraph.api import MAX_CYCLE_SAMPLE_NAMES
 from servicegraph.graph import (
     MAX_DEPTH,
     Cycle,
@@ -23,7 +24,6 @@ from servicegraph.graph import (
 )
 from servicegraph.status import (
     MAX_CYCLES_IN_MESSAGE,
-    MAX_SAMPLE_NAMES,
     cycle_sample,
     graph_status,
 )
@@ -227,7 +227,7 @@ def test_every_printed_or_stored_cycle_is_a_real_one(graph: RandomGraph) -> None
         arrow = " -> ".join([*cycle.path, cycle.path[0]])
         assert cycle.describe().startswith(f"{arrow} (component of {cycle.size} services")
         sample = cycle_sample(cycle)
-        assert sample[: len(cycle.path)] == list(cycle.path[:MAX_SAMPLE_NAMES])
+        assert sample[: len(cycle.path)] == list(cycle.path[:MAX_CYCLE_SAMPLE_NAMES])
 
     status = graph_status(
         result,
@@ -240,7 +240,7 @@ def test_every_printed_or_stored_cycle_is_a_real_one(graph: RandomGraph) -> None
     )
     acyclic = next(c for c in status["conditions"] if c["type"] == "Acyclic")
     for cycle in result.cycles[:MAX_CYCLES_IN_MESSAGE]:
-        assert cycle.describe(MAX_SAMPLE_NAMES) in acyclic["message"]
+        assert cycle.describe(MAX_CYCLE_SAMPLE_NAMES) in acyclic["message"]
 
     doc = snapshot.to_document(result)
     assert doc["cycles"] == [list(c.members) for c in result.cycles]

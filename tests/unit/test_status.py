@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from servicegraph.api import (
+    MAX_CYCLE_SAMPLE_NAMES,
     MAX_DEPENDENCIES,
+    MAX_LAST_ERROR,
     MAX_SAMPLES,
     ServiceDependencyStatus,
     ServiceGraphStatus,
@@ -25,9 +27,7 @@ from servicegraph.graph import (
 )
 from servicegraph.status import (
     MAX_CYCLES_IN_MESSAGE,
-    MAX_ERROR_LENGTH,
     MAX_MESSAGE_LENGTH,
-    MAX_SAMPLE_NAMES,
     ObservedState,
     SnapshotInfo,
     bounded,
@@ -83,9 +83,9 @@ def assert_bounded(status: dict[str, Any], budget: int = STATUS_BUDGET) -> None:
         if isinstance(value, str):
             assert len(value) <= MAX_MESSAGE_LENGTH, where
         elif isinstance(value, list):
-            assert len(value) <= MAX_SAMPLE_NAMES + 1, where
+            assert len(value) <= MAX_CYCLE_SAMPLE_NAMES + 1, where
     for sample in status.get("cycleSamples", []):
-        assert len(sample) <= MAX_SAMPLE_NAMES + 1
+        assert len(sample) <= MAX_CYCLE_SAMPLE_NAMES + 1
     assert len(status.get("cycleSamples", [])) <= MAX_SAMPLES
     for samples in status.get("driftSamples", {}).values():
         assert len(samples) <= MAX_SAMPLES
@@ -110,10 +110,10 @@ def test_a_ring_of_5000_services_gives_a_small_status_naming_the_real_cycle(
 
     assert status["cycles"] == 1 and status["services"] == 5000
     (sample,) = status["cycleSamples"]
-    assert sample == [f"s{i}" for i in range(MAX_SAMPLE_NAMES)] + ["and 4980 more"]
+    assert sample == [f"s{i}" for i in range(MAX_CYCLE_SAMPLE_NAMES)] + ["and 4980 more"]
     acyclic = condition(status, "Acyclic")
     assert (acyclic["status"], acyclic["reason"]) == ("False", "CyclesFound")
-    start = " -> ".join(f"s{i}" for i in range(MAX_SAMPLE_NAMES))
+    start = " -> ".join(f"s{i}" for i in range(MAX_CYCLE_SAMPLE_NAMES))
     assert acyclic["message"] == (
         f"1 unacknowledged cycle(s): {start} -> ... and 4980 more -> s0 "
         "(component of 5000 services)"
@@ -180,7 +180,7 @@ def test_error_texts_are_capped() -> None:
         analyse(ring(3), now=NOW), problem=("SnapshotWriteFailed", error), observed=observed
     )
     assert_bounded(status)
-    assert len(status["observed"]["lastError"]) == MAX_ERROR_LENGTH
+    assert len(status["observed"]["lastError"]) == MAX_LAST_ERROR
     assert status["observed"]["lastError"].endswith("...")
     ready = condition(status, "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "SnapshotWriteFailed")
