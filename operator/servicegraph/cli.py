@@ -22,9 +22,9 @@ from servicegraph.api import (
     ServiceGraphSpec,
 )
 from servicegraph.crds import render_crds
+from servicegraph.cycles import Cycle
 from servicegraph.graph import (
     MAX_DEPTH,
-    Cycle,
     Direction,
     Graph,
     Observation,

@@ -15,19 +15,27 @@ Pure: no Kubernetes, no HTTP. Every rule of the graph lives here:
 - observation history keeps each sighting's lastSeen to the second, and forgets sightings not
   seen within the retention; a name only they knew leaves the graph with them;
 - downstream of a service is what it calls, upstream is who calls it; the blast radius of a
-  service is the number of services that depend on it, directly or transitively.
+  service is the number of services that depend on it, directly or transitively;
+- the graph is a networkx DiGraph (`Graph.network`, live edges only): components,
+  condensation, traversals and paths come from networkx; each service's SLO figures
+  (availability, dependency ceiling, impact, sync depth) are `slo`'s.
 """
 
 from __future__ import annotations
 
 import gc
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property, wraps
-from typing import ParamSpec, TypeVar, overload
+from typing import ParamSpec, TypeVar
+
+import networkx as nx
+
+from servicegraph.cycles import Cycle, find_cycle
+from servicegraph.dependents import Dependents
+from servicegraph.slo import ServiceSLO, hard_sync_network, service_slos
 
 
 class SourceKind(StrEnum):
@@ -164,6 +172,7 @@ class Node:
     role: NodeRole = NodeRole.SERVICE
     blast_radius: int = 0
     in_cycle: bool = False
+    slo: ServiceSLO | None = None  # set by `analyse`, read back from a snapshot
 
 
 @dataclass(slots=True)
@@ -175,6 +184,9 @@ class Edge:
 
     @property
     def winner(self) -> Sighting:
+        declared = self.sources.get(SourceKind.MANUAL)
+        if declared is not None:  # the most trusted, and most edges are declared
+            return declared
         return max(self.sources.values(), key=lambda s: s.confidence)
 
     @property
@@ -228,83 +240,6 @@ class Conflict:
     losers: tuple[tuple[str | None, str | None], ...]
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Cycle(Sequence[str]):
-    """A strongly connected component of two or more services, and a real cycle through it.
-
-    `members` is the whole component, sorted; acknowledgement, `in_cycle` and alarms are about
-    it. As a sequence a Cycle is its members, so `frozenset(cycle)` is the component.
-    `path` is the shortest cycle through the smallest member, starting there: each name calls
-    the next and the last calls the first, over live (non-stale) edges. It may leave members
-    out; `describe` says how many the component holds.
-    """
-
-    members: tuple[str, ...]
-    path: tuple[str, ...]
-
-    @property
-    def size(self) -> int:
-        return len(self.members)
-
-    def __len__(self) -> int:
-        return len(self.members)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.members)
-
-    @overload
-    def __getitem__(self, index: int) -> str: ...
-    @overload
-    def __getitem__(self, index: slice) -> tuple[str, ...]: ...
-    def __getitem__(self, index: int | slice) -> str | tuple[str, ...]:
-        return self.members[index]
-
-    def describe(self, max_names: int | None = None) -> str:
-        """For people: the path, closed on itself, and the size of the component.
-
-        `a -> b -> a (component of 3 services: a, b, c)`; with `max_names`, the path and the
-        member list each show at most that many names, then say how many more there are.
-        """
-        shown = self.path if max_names is None else self.path[:max_names]
-        arrow = " -> ".join(shown)
-        if len(shown) < len(self.path):
-            arrow += f" -> ... and {len(self.path) - len(shown)} more"
-        text = f"{arrow} -> {self.path[0]} (component of {self.size} services"
-        if len(self.path) < self.size:  # the path leaves some out: name them
-            listed = self.members if max_names is None else self.members[:max_names]
-            text += ": " + ", ".join(listed)
-            if len(listed) < self.size:
-                text += f" and {self.size - len(listed)} more"
-        return text + ")"
-
-
-def find_cycle(members: Iterable[str], callees: Mapping[str, Iterable[str]]) -> Cycle:
-    """The Cycle of one strongly connected component, given who calls whom.
-
-    Breadth-first from the smallest member back to itself, inside the component, visiting
-    callees smallest name first: the first way back found is a shortest cycle.
-    """
-    ordered = tuple(sorted(members))
-    if len(ordered) < 2:
-        raise ValueError(f"a cycle needs two services or more, not {list(ordered)}")
-    inside = set(ordered)
-    start = ordered[0]
-    parent: dict[str, str] = {}
-    queue = deque([start])
-    while queue:
-        name = queue.popleft()
-        for callee in sorted(c for c in callees.get(name, ()) if c in inside):
-            if callee == start:
-                back = [name]
-                while back[-1] != start:
-                    back.append(parent[back[-1]])
-                return Cycle(ordered, tuple(reversed(back)))
-            if callee not in parent:
-                parent[callee] = name
-                queue.append(callee)
-    raise ValueError(f"{', '.join(ordered)} is not a strongly connected component")
-
-
 @dataclass
 class Graph:
     """An analysed graph. Build it with `analyse`."""
@@ -331,18 +266,43 @@ class Graph:
         )
 
     @cached_property
-    def _adjacency(self) -> dict[bool, tuple[dict[str, list[str]], dict[str, list[str]]]]:
-        """(callees, callers) per node, with and without stale edges."""
-        result: dict[bool, tuple[dict[str, list[str]], dict[str, list[str]]]] = {}
-        for include_stale in (False, True):
-            callees: dict[str, list[str]] = {name: [] for name in self.nodes}
-            callers: dict[str, list[str]] = {name: [] for name in self.nodes}
-            for (source, target), edge in self.edges.items():
-                if include_stale or not edge.stale:
-                    callees[source].append(target)
-                    callers[target].append(source)
-            result[include_stale] = (callees, callers)
-        return result
+    def network(self) -> nx.DiGraph[str]:
+        """The live graph: every node, sorted, and every edge that is not stale."""
+        return self._network(include_stale=False)
+
+    @cached_property
+    def network_with_stale(self) -> nx.DiGraph[str]:
+        return self._network(include_stale=True)
+
+    @cached_property
+    def hard_sync_network(self) -> nx.DiGraph[str]:
+        """The live edges that are hard sync calls (`slo.is_hard_sync`), over every node."""
+        return hard_sync_network(self.network, self.edges)
+
+    def _network(self, *, include_stale: bool) -> nx.DiGraph[str]:
+        network: nx.DiGraph[str] = nx.DiGraph()
+        network.add_nodes_from(sorted(self.nodes))
+        # Sorted, so that traversals (and the paths they find) do not depend on input order.
+        network.add_edges_from(
+            key for key in sorted(self.edges) if include_stale or not self.edges[key].stale
+        )
+        return network
+
+    def to_networkx(self) -> nx.DiGraph[str]:
+        """A copy of the whole graph for your own analyses, stale edges included, with the
+        attributes of the snapshot on every node and edge (see `graph_networkx`)."""
+        from servicegraph.graph_networkx import to_networkx
+        from servicegraph.snapshot import to_document
+
+        return to_networkx(to_document(self))
+
+    def impact_of(self, service: str) -> tuple[list[str], list[str]]:
+        """Every service that fails with `service`, and every one that degrades, by name."""
+        if service not in self.nodes:
+            raise UnknownServiceError(service)
+        fails = nx.ancestors(self.hard_sync_network, service)
+        degrades = nx.ancestors(self.network, service) - fails
+        return sorted(fails), sorted(degrades)
 
     def query(
         self,
@@ -351,19 +311,36 @@ class Graph:
         depth: int = 1,
         include_stale: bool = False,
     ) -> Graph:
-        """The subgraph within `depth` calls of `service` (the predecessor's dependency query)."""
+        """The subgraph within `depth` calls of `service` (the predecessor's dependency query):
+        the services that many calls away, and every edge leaving one closer than that."""
         if service not in self.nodes:
             raise UnknownServiceError(service)
         if not 1 <= depth <= MAX_DEPTH:
             raise ValueError(f"depth must be between 1 and {MAX_DEPTH}, not {depth}")
         direction = Direction(direction)
-        callees, callers = self._adjacency[include_stale]
+        network = self.network_with_stale if include_stale else self.network
         nodes = {service}
         edges: set[tuple[str, str]] = set()
         if direction in (Direction.DOWNSTREAM, Direction.BOTH):
-            _walk(service, callees, depth, nodes, edges, forward=True)
+            distance = nx.single_source_shortest_path_length(network, service, cutoff=depth)
+            nodes.update(distance)
+            edges.update(
+                (name, callee)
+                for name, hops in distance.items()
+                if hops < depth
+                for callee in network.succ[name]
+            )
         if direction in (Direction.UPSTREAM, Direction.BOTH):
-            _walk(service, callers, depth, nodes, edges, forward=False)
+            distance = nx.single_source_shortest_path_length(
+                network.reverse(copy=False), service, cutoff=depth
+            )
+            nodes.update(distance)
+            edges.update(
+                (caller, name)
+                for name, hops in distance.items()
+                if hops < depth
+                for caller in network.pred[name]
+            )
         return Graph(
             nodes={name: self.nodes[name] for name in sorted(nodes)},
             edges={key: self.edges[key] for key in sorted(edges)},
@@ -373,29 +350,6 @@ class Graph:
 class UnknownServiceError(KeyError):
     def __str__(self) -> str:
         return f"no service named {self.args[0]!r} in the graph"
-
-
-def _walk(
-    start: str,
-    neighbours: dict[str, list[str]],
-    depth: int,
-    nodes: set[str],
-    edges: set[tuple[str, str]],
-    *,
-    forward: bool,
-) -> None:
-    distance = {start: 0}
-    queue = deque([start])
-    while queue:
-        current = queue.popleft()
-        if distance[current] == depth:
-            continue
-        for other in neighbours[current]:
-            edges.add((current, other) if forward else (other, current))
-            if other not in distance:
-                distance[other] = distance[current] + 1
-                nodes.add(other)
-                queue.append(other)
 
 
 def merge_observations(
@@ -463,29 +417,29 @@ def analyse(
         edge.stale = not edge.declared and all(
             s.last_seen is not None and s.last_seen < horizon for s in edge.sources.values()
         )
-
-    callees: dict[str, list[str]] = {name: [] for name in nodes}
-    for (source, target), edge in edges.items():
-        if not edge.stale:
-            callees[source].append(target)
-    components = [sorted(c) for c in _strongly_connected_components(callees)]
+    graph = Graph(nodes=dict(sorted(nodes.items())), edges=edges, conflicts=conflicts)
+    network = graph.network
+    everyone = Dependents.of(network)
 
     acknowledged_sets = {frozenset(members) for members in acknowledged_cycles}
-    cycles: list[Cycle] = []
-    acknowledged: list[Cycle] = []
-    for members in components:
+    for _, members in everyone.condensation.nodes(data="members"):
         if len(members) < 2:
             continue
         for name in members:
             nodes[name].in_cycle = True
-        cycle = find_cycle(members, callees)
-        (acknowledged if frozenset(members) in acknowledged_sets else cycles).append(cycle)
-    _set_blast_radius(callees, components, nodes)
+        cycle = find_cycle(members, network)
+        kept = (
+            graph.acknowledged_cycles if frozenset(members) in acknowledged_sets else graph.cycles
+        )
+        kept.append(cycle)
+    graph.cycles.sort()
+    graph.acknowledged_cycles.sort()
+    set_slo_figures(graph, everyone)
 
-    undeclared = sorted(
+    graph.undeclared = sorted(
         key for key, edge in edges.items() if edge.observed and not edge.declared and not edge.stale
     )
-    unobserved = sorted(
+    graph.unobserved = sorted(
         key
         for key, edge in edges.items()
         if observing
@@ -496,15 +450,18 @@ def analyse(
             if kind != SourceKind.MANUAL
         )
     )
-    return Graph(
-        nodes=dict(sorted(nodes.items())),
-        edges=edges,
-        cycles=sorted(cycles),
-        acknowledged_cycles=sorted(acknowledged),
-        undeclared=undeclared,
-        unobserved=unobserved,
-        conflicts=conflicts,
-    )
+    return graph
+
+
+def set_slo_figures(graph: Graph, everyone: Dependents | None = None) -> None:
+    """Each node's SLO figures and blast radius; `everyone` is `Dependents.of(graph.network)`."""
+    network = graph.network
+    for name, figures in service_slos(
+        network, graph.edges, everyone or Dependents.of(network)
+    ).items():
+        node = graph.nodes[name]
+        node.blast_radius = figures.fails + figures.degrades
+        node.slo = figures
 
 
 def _merge(
@@ -555,90 +512,12 @@ def _merge(
             if name not in nodes:
                 nodes[name] = Node(name, declared=False)
     for edge in edges.values():
+        if nodes[edge.target].declared:
+            continue
         traffic = edge.traffic
-        if traffic is not None and not nodes[edge.target].declared:
+        if traffic is not None:
             if traffic.connection_type == "database":
                 nodes[edge.target].role = NodeRole.DATABASE
             elif traffic.connection_type == "virtual_node":
                 nodes[edge.target].role = NodeRole.VIRTUAL
     return nodes, edges, conflicts
-
-
-def _strongly_connected_components(callees: Mapping[str, list[str]]) -> list[list[str]]:
-    """Tarjan's algorithm, iteratively: components come out callees first.
-
-    Written out rather than taken from networkx: its graph object costs 25 MiB (import and
-    copy) at 10,000 services, the whole margin of the operator's memory budget. The property
-    tests check it against mutual reachability on random graphs.
-    """
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on_stack: set[str] = set()
-    stack: list[str] = []
-    components: list[list[str]] = []
-    for root in callees:
-        if root in index:
-            continue
-        index[root] = low[root] = len(index)
-        stack.append(root)
-        on_stack.add(root)
-        work = [(root, iter(callees[root]))]
-        while work:
-            node, pending = work[-1]
-            for callee in pending:
-                if callee not in index:
-                    index[callee] = low[callee] = len(index)
-                    stack.append(callee)
-                    on_stack.add(callee)
-                    work.append((callee, iter(callees[callee])))
-                    break
-                if callee in on_stack:
-                    low[node] = min(low[node], index[callee])
-            else:  # every callee seen: node is done
-                work.pop()
-                if work:
-                    caller = work[-1][0]
-                    low[caller] = min(low[caller], low[node])
-                if low[node] == index[node]:
-                    component = []
-                    while True:
-                        member = stack.pop()
-                        on_stack.discard(member)
-                        component.append(member)
-                        if member == node:
-                            break
-                    components.append(component)
-    return components
-
-
-def _set_blast_radius(
-    callees: Mapping[str, list[str]], components: list[list[str]], nodes: dict[str, Node]
-) -> None:
-    """Count every node's transitive callers at once: bitsets over the condensation DAG.
-
-    Tarjan gives the components callees first, so walking them backwards visits callers
-    before callees: each component ORs in its callers' sets, complete by then. One pass over
-    the edges instead of one traversal per service.
-    """
-    component_of = {name: i for i, members in enumerate(components) for name in members}
-    position = {name: i for i, name in enumerate(nodes)}
-    member_bits = [0] * len(components)
-    for i, members in enumerate(components):
-        for name in members:
-            member_bits[i] |= 1 << position[name]
-    callers_of: list[set[int]] = [set() for _ in components]
-    for source, targets in callees.items():
-        for target in targets:
-            a, b = component_of[source], component_of[target]
-            if a != b:
-                callers_of[b].add(a)
-    upstream = [0] * len(components)
-    for i in reversed(range(len(components))):
-        acc = 0
-        for caller in callers_of[i]:
-            acc |= upstream[caller] | member_bits[caller]
-        upstream[i] = acc
-    for i, members in enumerate(components):
-        radius = upstream[i].bit_count() + len(members) - 1
-        for name in members:
-            nodes[name].blast_radius = radius

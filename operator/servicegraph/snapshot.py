@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
+from servicegraph.cycles import Cycle, find_cycle
 from servicegraph.graph import (
     Conflict,
-    Cycle,
     Edge,
     EdgeAttributes,
     Graph,
@@ -27,9 +27,10 @@ from servicegraph.graph import (
     SourceKind,
     Summary,
     Traffic,
-    find_cycle,
+    set_slo_figures,
     without_gc,
 )
+from servicegraph.slo import ServiceSLO
 
 SCHEMA_VERSION = 1
 
@@ -78,11 +79,13 @@ def topology_of(graph: Graph) -> str:
     """A hash of what the snapshot says about the graph's shape, leaving out what moves with
     every poll (lastSeen, request and error rates, latencies).
 
-    Nodes, edges, their sources and attributes, stale flags, cycles, drift and conflicts are
-    all in it: when it changes the snapshot is written at once; when only the moving figures
-    change, at most once per `spec.snapshot.minInterval`.
+    Nodes, edges, their sources and attributes, stale flags, cycles, drift, conflicts, impact
+    and sync chains are all in it: when it changes the snapshot is written at once; when only
+    the moving figures change (availabilities among them), at most once per
+    `spec.snapshot.minInterval`.
     """
-    digest = hashlib.sha256(orjson.dumps(_document_head(graph, None), option=orjson.OPT_SORT_KEYS))
+    head = _document_head(graph, None, moving=False)
+    digest = hashlib.sha256(orjson.dumps(head, option=orjson.OPT_SORT_KEYS))
     for key in sorted(graph.edges):
         edge = graph.edges[key]
         kinds = sorted(kind.value for kind in edge.sources)
@@ -93,8 +96,11 @@ def topology_of(graph: Graph) -> str:
     return digest.hexdigest()[:16]
 
 
-def _document_head(graph: Graph, graph_ref: tuple[str, str] | None) -> Document:
-    """Everything of the document but its edges."""
+def _document_head(
+    graph: Graph, graph_ref: tuple[str, str] | None, *, moving: bool = True
+) -> Document:
+    """Everything of the document but its edges; without the `moving` figures of the nodes
+    (availabilities) for `topology_of`."""
     summary = graph.summary()
     return {
         "schemaVersion": SCHEMA_VERSION,
@@ -117,7 +123,7 @@ def _document_head(graph: Graph, graph_ref: tuple[str, str] | None) -> Document:
             }
             for c in sorted(graph.conflicts, key=lambda c: c.service)
         ],
-        "nodes": [_node_document(graph.nodes[name]) for name in sorted(graph.nodes)],
+        "nodes": [_node_document(graph.nodes[name], moving) for name in sorted(graph.nodes)],
     }
 
 
@@ -150,13 +156,12 @@ def graph_from_document(doc: Mapping[str, Any]) -> Graph:
     try:
         nodes = {n["name"]: _node_from_document(n) for n in doc["nodes"]}
         edges = {(e["source"], e["target"]): _edge_from_document(e) for e in doc["edges"]}
+        dangling = next(((s, t) for s, t in edges if s not in nodes or t not in nodes), None)
+        if dangling is not None:
+            raise ValueError(f"edge {dangling} names a missing node")
         graph = Graph(
             nodes=nodes,
             edges=edges,
-            cycles=_cycles_from_document(doc, "cycles", "cyclePaths", edges),
-            acknowledged_cycles=_cycles_from_document(
-                doc, "acknowledgedCycles", "acknowledgedCyclePaths", edges
-            ),
             undeclared=[(d["source"], d["target"]) for d in doc["drift"]["undeclared"]],
             unobserved=[(d["source"], d["target"]) for d in doc["drift"]["unobserved"]],
             conflicts=[
@@ -168,16 +173,19 @@ def graph_from_document(doc: Mapping[str, Any]) -> Graph:
                 for c in doc["conflicts"]
             ],
         )
+        graph.cycles = _cycles_from_document(doc, "cycles", "cyclePaths", graph)
+        graph.acknowledged_cycles = _cycles_from_document(
+            doc, "acknowledgedCycles", "acknowledgedCyclePaths", graph
+        )
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise SnapshotError(f"malformed snapshot document: {error!r}") from error
-    dangling = next(((s, t) for s, t in edges if s not in nodes or t not in nodes), None)
-    if dangling is not None:
-        raise SnapshotError(f"malformed snapshot document: edge {dangling} names a missing node")
+    if any(node.slo is None for node in nodes.values()):  # written before it held them
+        set_slo_figures(graph)
     return graph
 
 
 def _cycles_from_document(
-    doc: Mapping[str, Any], members_key: str, paths_key: str, edges: Mapping[tuple[str, str], Edge]
+    doc: Mapping[str, Any], members_key: str, paths_key: str, graph: Graph
 ) -> list[Cycle]:
     """The cycles of a document; one written before it held paths gets them from its edges."""
     members = [tuple(sorted(c)) for c in doc[members_key]]
@@ -187,11 +195,7 @@ def _cycles_from_document(
         if any(not c.path or not set(c.path) <= set(c.members) for c in cycles):
             raise ValueError(f"{paths_key} do not match {members_key}")
         return cycles
-    callees: dict[str, list[str]] = {}
-    for (source, target), edge in edges.items():
-        if not edge.stale:
-            callees.setdefault(source, []).append(target)
-    return [find_cycle(m, callees) for m in members]
+    return [find_cycle(m, graph.network) for m in members]
 
 
 def observations_from_document(doc: Mapping[str, Any]) -> list[Observation]:
@@ -229,8 +233,8 @@ def _object_ref_from_document(ref: Mapping[str, Any]) -> tuple[str | None, str |
     return (ref["namespace"], ref["name"])
 
 
-def _node_document(node: Node) -> dict[str, Any]:
-    return {
+def _node_document(node: Node, moving: bool = True) -> dict[str, Any]:
+    doc = {
         "name": node.name,
         "declared": node.declared,
         "namespace": node.namespace,
@@ -241,9 +245,33 @@ def _node_document(node: Node) -> dict[str, Any]:
         "blastRadius": node.blast_radius,
         "inCycle": node.in_cycle,
     }
+    if node.slo is not None:
+        doc["slo"] = slo_document(node.slo, moving=moving)
+    return doc
+
+
+def slo_document(figures: ServiceSLO, *, moving: bool = True) -> dict[str, Any]:
+    """A service's SLO figures as the snapshot spells them; the impact lists hold the first
+    MAX_IMPACT_NAMES names, the counts all of them."""
+    doc: dict[str, Any] = {
+        "impact": {
+            "fails": list(figures.fails_names),
+            "failsCount": figures.fails,
+            "degrades": list(figures.degrades_names),
+            "degradesCount": figures.degrades,
+        },
+        "syncDepth": figures.sync_depth,
+        "syncChain": list(figures.sync_chain),
+    }
+    if moving:
+        doc["availability"] = figures.availability
+        doc["dependencyCeiling"] = figures.dependency_ceiling
+        doc["unknownDependencies"] = list(figures.unknown_dependencies)
+    return doc
 
 
 def _node_from_document(n: Mapping[str, Any]) -> Node:
+    figures = n.get("slo")
     return Node(
         name=n["name"],
         declared=n["declared"],
@@ -254,6 +282,22 @@ def _node_from_document(n: Mapping[str, Any]) -> Node:
         role=NodeRole(n["role"]),
         blast_radius=n["blastRadius"],
         in_cycle=n["inCycle"],
+        slo=None if figures is None else _slo_from_document(figures),
+    )
+
+
+def _slo_from_document(f: Mapping[str, Any]) -> ServiceSLO:
+    impact = f["impact"]
+    return ServiceSLO(
+        availability=f["availability"],
+        dependency_ceiling=f["dependencyCeiling"],
+        unknown_dependencies=tuple(f["unknownDependencies"]),
+        fails=impact["failsCount"],
+        degrades=impact["degradesCount"],
+        fails_names=tuple(impact["fails"]),
+        degrades_names=tuple(impact["degrades"]),
+        sync_depth=f["syncDepth"],
+        sync_chain=tuple(f["syncChain"]),
     )
 
 

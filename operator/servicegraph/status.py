@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from servicegraph.api import MAX_CYCLE_SAMPLE_NAMES, MAX_DEPENDENCIES, MAX_LAST_ERROR, MAX_SAMPLES
-from servicegraph.graph import Cycle, Graph, ServiceDeclaration
+from servicegraph.cycles import Cycle
+from servicegraph.graph import Graph, ServiceDeclaration
 from servicegraph.snapshot import edge_refs, summary_document
 
 Body = dict[str, Any]

@@ -7,11 +7,11 @@ from itertools import pairwise
 
 import pytest
 
+from servicegraph.cycles import Cycle
 from servicegraph.graph import (
     CONFIDENCE,
     MAX_DEPTH,
     Conflict,
-    Cycle,
     Direction,
     EdgeAttributes,
     NodeRole,

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from servicegraph import snapshot
 from servicegraph.api import MAX_CYCLE_SAMPLE_NAMES
+from servicegraph.cycles import Cycle
 from servicegraph.graph import (
     MAX_DEPTH,
-    Cycle,
     Direction,
     EdgeAttributes,
     Graph,

@@ -164,6 +164,16 @@ def test_nodes_say_who_declared_them_and_what_they_are() -> None:
         "role": "service",
         "blastRadius": 1,  # search; the stale caller legacy does not count
         "inCycle": False,
+        "slo": {
+            # payment's availability comes from the mesh (0.9 beats OpenTelemetry's 0.7);
+            # OpenTelemetry's newest poll (cart -> redis) did not see checkout -> payment.
+            "availability": None,  # nobody observed calling checkout in the last poll
+            "dependencyCeiling": 1.0,
+            "unknownDependencies": ["cart", "stripe"],
+            "impact": {"fails": ["search"], "failsCount": 1, "degrades": [], "degradesCount": 0},
+            "syncDepth": 2,
+            "syncChain": ["checkout", "cart", "redis"],
+        },
     }
     assert node(doc, "redis")["declared"] is False
     assert node(doc, "redis")["role"] == "database"

@@ -1,0 +1,184 @@
+"""What an SLO owner can act on, per service: availability, dependency ceiling, impact, sync depth.
+
+Pure: networkx and nothing else. Definitions (the README has them with a worked example):
+- a *hard sync* edge is a live edge whose winning attributes say `criticality: hard` and
+  `communicationMode: sync`; an edge only observed is one unless its traffic is messaging;
+- availability: `1 - sum(failed rate in) / sum(request rate in)` over the service's live
+  incoming edges, as reported by the last poll of the most trusted source that reported any
+  (a source's last poll: its newest lastSeen in the graph); absent when nothing was observed;
+- dependency ceiling: the product of the availabilities of the service's direct hard sync
+  dependencies; those with no availability are listed as unknown, not guessed;
+- impact: the services that reach it through hard sync edges only fail with it; the other
+  services that reach it (every path crosses a soft, degraded or async edge) degrade;
+- sync depth: the most hard sync calls in a chain below the service, on the condensation (a
+  cycle counts once), and that chain as real calls: the first by name among the deepest.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import networkx as nx
+
+from servicegraph.dependents import Dependents
+
+if TYPE_CHECKING:
+    from servicegraph.graph import Edge, EdgeAttributes
+
+MAX_IMPACT_NAMES = 50  # names kept per impact list; the counts are always whole
+DIGITS = 6  # availabilities are rounded to 0.0001 %, so a snapshot does not move on noise
+
+
+def is_hard_sync(attributes: EdgeAttributes) -> bool:
+    return attributes.criticality == "hard" and attributes.communication_mode == "sync"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSLO:
+    """The SLO figures of one service. Availabilities are ratios (0.9995 is 99.95 %)."""
+
+    availability: float | None
+    dependency_ceiling: float
+    unknown_dependencies: tuple[str, ...]
+    fails: int  # how many services fail with this one
+    degrades: int  # how many degrade
+    fails_names: tuple[str, ...]  # the first MAX_IMPACT_NAMES of them, by name
+    degrades_names: tuple[str, ...]
+    sync_depth: int
+    sync_chain: tuple[str, ...]  # starts with the service; each name calls the next
+
+
+def hard_sync_network(
+    network: nx.DiGraph[str], edges: Mapping[tuple[str, str], Edge]
+) -> nx.DiGraph[str]:
+    """The edges of `network` that are hard sync calls, over all of its nodes, in its order."""
+    hard: nx.DiGraph[str] = nx.DiGraph()
+    hard.add_nodes_from(network)
+    hard.add_edges_from(key for key in network.edges if is_hard_sync(edges[key].attributes))
+    return hard
+
+
+def observed_availability(edges: Iterable[Edge]) -> dict[str, float]:
+    """Each observed service's availability as a server (see the module's definition)."""
+    live = [edge for edge in edges if not edge.stale]
+    latest: dict[str, datetime] = {}
+    for edge in live:
+        for kind, sighting in edge.sources.items():
+            if sighting.traffic is not None and sighting.last_seen is not None:
+                known = latest.get(kind)
+                if known is None or sighting.last_seen > known:
+                    latest[kind] = sighting.last_seen
+    # per service: confidence of the best source so far, its request and failed rates
+    totals: dict[str, tuple[float, float, float]] = {}
+    for edge in live:
+        for kind, sighting in edge.sources.items():
+            traffic = sighting.traffic
+            if traffic is None or sighting.last_seen != latest.get(kind):
+                continue
+            confidence, rate, failed = totals.get(edge.target, (-1.0, 0.0, 0.0))
+            if sighting.confidence > confidence:
+                confidence, rate, failed = sighting.confidence, 0.0, 0.0
+            elif sighting.confidence < confidence:
+                continue
+            rate += traffic.request_rate
+            failed += traffic.request_rate * traffic.error_rate
+            totals[edge.target] = (confidence, rate, failed)
+    return {
+        name: round(1.0 - min(1.0, failed / rate), DIGITS)
+        for name, (_, rate, failed) in totals.items()
+        if rate > 0
+    }
+
+
+def service_slos(
+    network: nx.DiGraph[str], edges: Mapping[tuple[str, str], Edge], everyone: Dependents
+) -> dict[str, ServiceSLO]:
+    """Every service's figures, each analysis one pass over the graph.
+
+    `network` is the live graph with its nodes added sorted; `everyone` its Dependents.
+    """
+    availability = observed_availability(edges.values())
+    hard = hard_sync_network(network, edges)
+    failing = Dependents.of(hard)
+    chains = _sync_chains(hard, failing.condensation)
+    reaching, reaching_component = everyone.callers, everyone.mapping
+    failing_bits, failing_component = failing.callers, failing.mapping
+    result = {}
+    for position, name in enumerate(network):
+        own = 1 << position  # both Dependents number the nodes alike: hard has network's order
+        fails = failing_bits[failing_component[name]] ^ own
+        degrades = reaching[reaching_component[name]] ^ own ^ fails  # fails is a subset
+        dependencies = hard.succ[name]
+        depth, chain = chains[name]
+        result[name] = ServiceSLO(
+            availability=availability.get(name),
+            dependency_ceiling=ceiling_of(
+                availability[d] for d in dependencies if d in availability
+            ),
+            unknown_dependencies=tuple(sorted(d for d in dependencies if d not in availability)),
+            fails=fails.bit_count(),
+            degrades=degrades.bit_count(),
+            fails_names=tuple(failing.first_names(fails, MAX_IMPACT_NAMES)),
+            degrades_names=tuple(failing.first_names(degrades, MAX_IMPACT_NAMES)),
+            sync_depth=depth,
+            sync_chain=chain,
+        )
+    return result
+
+
+def _sync_chains(
+    hard: nx.DiGraph[str], condensation: nx.DiGraph[int]
+) -> dict[str, tuple[int, tuple[str, ...]]]:
+    """Each service's sync depth and chain, callees before callers over the condensation.
+
+    networkx's `dag_longest_path` gives the one longest path of a whole DAG; a longest path
+    from every node is this dynamic programme over `nx.topological_sort`.
+    """
+    mapping: dict[str, int] = condensation.graph["mapping"]
+    depth: dict[int, int] = {}
+    chain: dict[str, tuple[int, tuple[str, ...]]] = {}
+    for component in reversed(list(nx.topological_sort(condensation))):
+        members: set[str] = condensation.nodes[component]["members"]
+        # The way out: the call into the deepest next component, smallest callee, then caller.
+        best: tuple[int, str, str] | None = None
+        for caller in members:
+            for callee in hard.succ[caller]:
+                onward = mapping[callee]
+                if onward != component:
+                    key = (-depth[onward], callee, caller)
+                    if best is None or key < best:
+                        best = key
+        if best is None:
+            depth[component] = 0
+            for name in members:
+                chain[name] = (0, (name,))
+            continue
+        depth[component] = 1 - best[0]
+        _, callee, caller = best
+        below = chain[callee][1]
+        inside = hard.subgraph(members) if len(members) > 1 else hard
+        for name in members:
+            within = (name,) if name == caller else tuple(nx.shortest_path(inside, name, caller))
+            chain[name] = (depth[component], within + below)
+    return chain
+
+
+def limiting_dependencies(availabilities: Mapping[str, float], target: float) -> list[str]:
+    """The fewest dependencies, weakest first, without which the ceiling would reach `target`.
+
+    Taking the weakest out first raises the product most, so the greedy answer is the
+    shortest one. Empty when the target is met already.
+    """
+    ordered = sorted(availabilities.items(), key=lambda item: (item[1], item[0]))
+    for count in range(len(ordered) + 1):
+        if ceiling_of(value for _, value in ordered[count:]) >= target:
+            return [name for name, _ in ordered[:count]]
+    raise AssertionError("an empty product is 1, which meets any target")
+
+
+def ceiling_of(availabilities: Iterable[float]) -> float:
+    return round(math.prod(availabilities), DIGITS)
