@@ -107,8 +107,8 @@ def _parser() -> argparse.ArgumentParser:
         "slo",
         help="a service's availability, dependency ceiling, impact and sync depth",
         description="What the graph lets a service promise. Exit 0 when the --availability "
-        "target is within the dependency ceiling (or no target is given), 1 when it is not, "
-        "2 on bad input.",
+        "target is within the dependency ceiling (or no target is given), 1 when it is not or "
+        "cannot be told (a hard sync dependency was not observed), 2 on bad input.",
     )
     slo.add_argument("service", metavar="SERVICE")
     slo.add_argument(
@@ -677,7 +677,7 @@ def _slo(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         _print_table(["FIGURE", "VALUE"], slo_report.report_rows(report))
-    return 0 if report.get("achievable", True) else EXIT_NOT_ACHIEVABLE
+    return 0 if report.get("achievable", True) is True else EXIT_NOT_ACHIEVABLE
 
 
 def _export(args: argparse.Namespace) -> int:

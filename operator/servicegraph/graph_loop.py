@@ -282,6 +282,10 @@ class GraphLoop:
             observed=self.poller.state if spec.observed is not None else None,
             now=now,
         )
+        if self.deferred_until is not None and "lowestCeilings" in previous:
+            # The status says what the snapshot says: while a snapshot whose figures moved is
+            # held back, the ceilings stay those it was written with.
+            status["lowestCeilings"] = previous["lowestCeilings"]
         if await self._write_status(status, previous):
             self.logger.info(
                 f"status updated: {summary.services} services, {summary.edges} edges, "

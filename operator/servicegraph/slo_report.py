@@ -13,7 +13,8 @@ from servicegraph.slo import limiting_dependencies
 
 def service_report(graph: Graph, service: str, target: float | None = None) -> dict[str, Any]:
     """The JSON of `servicegraph slo`: figures, full impact lists, and with a `target`
-    (a ratio, 0.9995 for 99.95 %) whether the dependency ceiling allows it."""
+    (a ratio, 0.9995 for 99.95 %) whether the dependency ceiling allows it: `achievable` is
+    None (cannot tell) when the known dependencies allow it but some have no availability."""
     node = graph.nodes.get(service)
     if node is None or node.slo is None:
         raise UnknownServiceError(service)
@@ -45,7 +46,10 @@ def service_report(graph: Graph, service: str, target: float | None = None) -> d
     if target is not None:
         known = {name: value for name, value in availability.items() if value is not None}
         report["target"] = target
-        report["achievable"] = target <= figures.dependency_ceiling
+        if target > figures.dependency_ceiling:
+            report["achievable"] = False
+        else:
+            report["achievable"] = None if figures.unknown_dependencies else True
         report["limitingDependencies"] = [
             {"service": name, "availability": known[name]}
             for name in limiting_dependencies(known, target)
@@ -88,6 +92,8 @@ def report_rows(report: dict[str, Any]) -> list[list[str]]:
     if "target" in report:
         if report["achievable"]:
             verdict = "achievable"
+        elif report["achievable"] is None:
+            verdict = f"cannot tell: no availability for {', '.join(unknown)}"
         else:
             limiting = ", ".join(
                 f"{d['service']} ({percent(d['availability'])})"

@@ -115,13 +115,22 @@ def test_exit_1_when_the_target_is_out_of_reach(shop: Path) -> None:
 
 
 def test_exit_0_when_the_target_is_within_the_ceiling(shop: Path) -> None:
-    code, report = slo_json("checkout", "--snapshot", str(shop), "--availability", "95%")
+    code, report = slo_json("web", "--snapshot", str(shop), "--availability", "99.5%")
     assert code == 0
     assert (report["target"], report["achievable"], report["limitingDependencies"]) == (
-        0.95,
+        0.995,
         True,
         [],
     )
+
+
+def test_exit_1_when_an_unobserved_dependency_leaves_it_open(shop: Path) -> None:
+    # payment and currency allow 95 %, but fraud was never observed: no promise can be made.
+    code, report = slo_json("checkout", "--snapshot", str(shop), "--availability", "95")
+    assert code == 1
+    assert (report["achievable"], report["limitingDependencies"]) == (None, [])
+    table = run("slo", "checkout", "--snapshot", str(shop), "--availability", "95").stdout
+    assert "95 %: cannot tell: no availability for fraud" in table
 
 
 def test_the_table_speaks_in_percent(shop: Path) -> None:
