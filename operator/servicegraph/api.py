@@ -519,6 +519,16 @@ class DriftSamples(ApiModel):
     unobserved: list[EdgeRef] = Field(default_factory=list, max_length=MAX_SAMPLES)
 
 
+class CeilingSample(ApiModel):
+    service: StatusName
+    dependency_ceiling: float = Field(
+        ge=0, le=1, description="Product of the availabilities of its hard sync dependencies."
+    )
+    limited_by: StatusName | None = Field(
+        None, description="Its hard sync dependency with the lowest availability."
+    )
+
+
 class ServiceGraphStatus(ApiModel):
     observed_generation: int | None = Field(None, ge=0)
     conditions: list[Condition] = _conditions_field()
@@ -539,6 +549,12 @@ class ServiceGraphStatus(ApiModel):
         description="Up to 10 cycles, each its first 20 members and then 'and N more'.",
     )
     drift_samples: DriftSamples = Field(default_factory=DriftSamples)
+    lowest_ceilings: list[CeilingSample] = Field(
+        default_factory=list,
+        max_length=MAX_SAMPLES,
+        description="Up to 10 services whose dependencies allow the lowest availability, "
+        "lowest first.",
+    )
     observed: ObservedStatus | None = None
     snapshot: SnapshotStatus | None = None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -14,7 +15,14 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from servicegraph import export, settings, snapshot, snapshot_configmaps, snapshot_files
+from servicegraph import (
+    export,
+    settings,
+    slo_report,
+    snapshot,
+    snapshot_configmaps,
+    snapshot_files,
+)
 from servicegraph.api import (
     ObservedSource,
     ServiceDependency,
@@ -33,6 +41,7 @@ from servicegraph.graph import (
 from servicegraph.manifests import ManifestError, ManifestSet, load
 
 EXIT_CYCLES = 1
+EXIT_NOT_ACHIEVABLE = 1
 EXIT_INVALID = 2
 
 
@@ -93,6 +102,25 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--include-stale", action="store_true", help="follow stale edges too")
     query.add_argument("-o", "--output", choices=("table", "json"), default="table")
     query.set_defaults(command=_query)
+
+    slo = commands.add_parser(
+        "slo",
+        help="a service's availability, dependency ceiling, impact and sync depth",
+        description="What the graph lets a service promise. Exit 0 when the --availability "
+        "target is within the dependency ceiling (or no target is given), 1 when it is not, "
+        "2 on bad input.",
+    )
+    slo.add_argument("service", metavar="SERVICE")
+    slo.add_argument(
+        "--availability",
+        type=_percentage,
+        metavar="PERCENT",
+        help="the target to check, in percent: 99.95",
+    )
+    _graph_source(slo)
+    _observed_options(slo)
+    slo.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    slo.set_defaults(command=_slo)
 
     exporter = commands.add_parser("export", help="the graph as DOT, Mermaid, JSON or SVG")
     _graph_source(exporter)
@@ -415,7 +443,11 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _analyze(args: argparse.Namespace) -> int:
+def _analysed(
+    args: argparse.Namespace,
+) -> tuple[Graph, ServiceGraph | None, dict[str, Any] | None]:
+    """The graph of the manifests in `args.paths`, merged with one poll with --prometheus;
+    the chosen ServiceGraph, and what the poll found."""
     manifests = _load_valid(args.paths)
     now = datetime.now(UTC)
     polled: dict[str, Any] | None = None
@@ -429,6 +461,11 @@ def _analyze(args: argparse.Namespace) -> int:
     graph, chosen = _analyse(
         manifests, args.graph, observations=observations, observed=source, now=now
     )
+    return graph, chosen, polled
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    graph, chosen, polled = _analysed(args)
     ref = (chosen.metadata.namespace or "", chosen.metadata.name) if chosen else None
     doc = snapshot.to_document(graph, graph_ref=ref)
     report = {
@@ -443,6 +480,7 @@ def _analyze(args: argparse.Namespace) -> int:
             "drift",
         )
     }
+    report["slo"] = {node["name"]: node["slo"] for node in doc["nodes"]}
     if polled is not None:
         report["observed"] = polled
     if args.output == "json":
@@ -608,6 +646,38 @@ def _query(args: argparse.Namespace) -> int:
     ]
     _print_table(["SOURCE", "TARGET", "MODE", "CRITICALITY", "SOURCES", "STALE"], rows)
     return 0
+
+
+def _percentage(text: str) -> float:
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 100:  # NaN fails this too
+        raise argparse.ArgumentTypeError(
+            f"expects a percentage above 0 and at most 100, such as 99.95, not {text!r}"
+        )
+    return value
+
+
+def _slo(args: argparse.Namespace) -> int:
+    if args.paths:
+        graph = _analysed(args)[0]
+    elif args.prometheus:
+        raise CliError(
+            "--prometheus polls with --from PATH; a snapshot already holds what was observed"
+        )
+    else:
+        _refuse_observed_flags_without_prometheus(args)
+        graph = snapshot.graph_from_document(_document(args))
+    # Rounded past the figures' own digits: 99.9 / 100 is 0.9990000000000001 in binary.
+    target = None if args.availability is None else round(args.availability / 100, 10)
+    report = slo_report.service_report(graph, args.service, target)
+    if args.output == "json":
+        print(json.dumps(report, indent=2))
+    else:
+        _print_table(["FIGURE", "VALUE"], slo_report.report_rows(report))
+    return 0 if report.get("achievable", True) else EXIT_NOT_ACHIEVABLE
 
 
 def _export(args: argparse.Namespace) -> int:

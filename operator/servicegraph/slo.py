@@ -43,6 +43,7 @@ class ServiceSLO:
 
     availability: float | None
     dependency_ceiling: float
+    weakest_dependency: str | None  # the direct hard sync dependency least available
     unknown_dependencies: tuple[str, ...]
     fails: int  # how many services fail with this one
     degrades: int  # how many degrade
@@ -113,12 +114,12 @@ def service_slos(
         fails = failing_bits[failing_component[name]] ^ own
         degrades = reaching[reaching_component[name]] ^ own ^ fails  # fails is a subset
         dependencies = hard.succ[name]
+        known = {d: availability[d] for d in dependencies if d in availability}
         depth, chain = chains[name]
         result[name] = ServiceSLO(
             availability=availability.get(name),
-            dependency_ceiling=ceiling_of(
-                availability[d] for d in dependencies if d in availability
-            ),
+            dependency_ceiling=ceiling_of(known.values()),
+            weakest_dependency=min(known, key=lambda d: (known[d], d)) if known else None,
             unknown_dependencies=tuple(sorted(d for d in dependencies if d not in availability)),
             fails=fails.bit_count(),
             degrades=degrades.bit_count(),
@@ -181,4 +182,4 @@ def limiting_dependencies(availabilities: Mapping[str, float], target: float) ->
 
 
 def ceiling_of(availabilities: Iterable[float]) -> float:
-    return round(math.prod(availabilities), DIGITS)
+    return round(float(math.prod(availabilities)), DIGITS)

@@ -266,6 +266,7 @@ def slo_document(figures: ServiceSLO, *, moving: bool = True) -> dict[str, Any]:
     if moving:
         doc["availability"] = figures.availability
         doc["dependencyCeiling"] = figures.dependency_ceiling
+        doc["weakestDependency"] = figures.weakest_dependency
         doc["unknownDependencies"] = list(figures.unknown_dependencies)
     return doc
 
@@ -291,6 +292,7 @@ def _slo_from_document(f: Mapping[str, Any]) -> ServiceSLO:
     return ServiceSLO(
         availability=f["availability"],
         dependency_ceiling=f["dependencyCeiling"],
+        weakest_dependency=f["weakestDependency"],
         unknown_dependencies=tuple(f["unknownDependencies"]),
         fails=impact["failsCount"],
         degrades=impact["degradesCount"],

@@ -6,6 +6,7 @@ operator writes only when this function's answer differs from what the object ho
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +47,20 @@ def cycles_message(cycles: list[Cycle]) -> str:
     shown = "; ".join(c.describe(MAX_CYCLE_SAMPLE_NAMES) for c in cycles[:MAX_CYCLES_IN_MESSAGE])
     first = f", the first {MAX_CYCLES_IN_MESSAGE}" if len(cycles) > MAX_CYCLES_IN_MESSAGE else ""
     return bounded(f"{len(cycles)} unacknowledged cycle(s){first}: {shown}")
+
+
+def lowest_ceilings(graph: Graph) -> list[Body]:
+    """The MAX_SAMPLES services whose dependency ceiling is lowest (below 100 %), lowest
+    first, each with the dependency that holds it back most."""
+    limited = (
+        (node.slo.dependency_ceiling, name, node.slo.weakest_dependency)
+        for name, node in graph.nodes.items()
+        if node.slo is not None and node.slo.dependency_ceiling < 1.0
+    )
+    return [
+        {"service": name, "dependencyCeiling": ceiling, "limitedBy": weakest}
+        for ceiling, name, weakest in heapq.nsmallest(MAX_SAMPLES, limited)
+    ]
 
 
 def timestamp(moment: datetime) -> str:
@@ -187,6 +202,7 @@ def graph_status(
             "undeclared": edge_refs(graph.undeclared[:MAX_SAMPLES]),
             "unobserved": edge_refs(graph.unobserved[:MAX_SAMPLES]),
         },
+        "lowestCeilings": lowest_ceilings(graph),
     }
     if snapshot is not None:
         status["snapshot"] = {

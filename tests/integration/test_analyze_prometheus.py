@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from servicegraph.cli import main
-from tests.integration.conftest import BOUTIQUE, EXTRA_EDGE, Stack, boutique_edges
+from tests.integration.conftest import BOUTIQUE, EXTRA_EDGE, WINDOW, Stack, boutique_edges
 from tests.support.prometheus import FakePrometheus, free_port
 
 pytestmark = pytest.mark.integration
@@ -178,3 +178,18 @@ def test_a_file_that_is_no_ca_is_refused(
 def test_observed_flags_need_prometheus(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["analyze", str(BOUTIQUE), "--window", "30s"]) == 2
     assert capsys.readouterr().err == "error: --window needs --prometheus URL\n"
+
+
+def test_slo_from_manifests_and_one_poll_names_the_failing_dependency(stack: Stack) -> None:
+    # The sample exporter: frontend -> cartservice fails a quarter of its requests.
+    url = stack.prometheus.url
+    result = run(
+        "slo", "frontend", "--from", str(BOUTIQUE), "--prometheus", url, "--window", WINDOW,
+        "--availability", "99", "-o", "json",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert report["achievable"] is False
+    assert report["limitingDependencies"][0] == {"service": "cartservice", "availability": 0.75}
+    cart = run("slo", "cartservice", "--from", str(BOUTIQUE), "--prometheus", url, "-o", "json")
+    assert json.loads(cart.stdout)["availability"] == 0.75

@@ -169,6 +169,7 @@ def test_nodes_say_who_declared_them_and_what_they_are() -> None:
             # OpenTelemetry's newest poll (cart -> redis) did not see checkout -> payment.
             "availability": None,  # nobody observed calling checkout in the last poll
             "dependencyCeiling": 1.0,
+            "weakestDependency": "payment",
             "unknownDependencies": ["cart", "stripe"],
             "impact": {"fails": ["search"], "failsCount": 1, "degrades": [], "degradesCount": 0},
             "syncDepth": 2,

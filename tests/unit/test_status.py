@@ -23,6 +23,7 @@ from servicegraph.graph import (
     Observation,
     ServiceDeclaration,
     SourceKind,
+    Traffic,
     analyse,
 )
 from servicegraph.status import (
@@ -165,6 +166,37 @@ def test_drift_samples_are_capped() -> None:
     assert (status["undeclared"], status["unobserved"]) == (100, 100)
     assert len(status["driftSamples"]["undeclared"]) == MAX_SAMPLES
     assert len(status["driftSamples"]["unobserved"]) == MAX_SAMPLES
+
+
+def test_the_lowest_dependency_ceilings_are_listed_lowest_first_and_capped() -> None:
+    # caller{i} calls backend{i}, which answers (100 - i) % of its requests, and a perfect one.
+    observed = [
+        Observation(
+            f"caller{i:02d}",
+            target,
+            SourceKind.OTEL,
+            NOW,
+            traffic=Traffic(10.0, error_rate, None, ""),
+        )
+        for i in range(30)
+        for target, error_rate in ((f"backend{i:02d}", i / 100), ("perfect", 0.0))
+    ]
+    status = status_of(analyse([], observed, now=NOW, observing=True))
+
+    assert_bounded(status)
+    ServiceGraphStatus.model_validate(status)
+    assert status["lowestCeilings"] == [
+        {
+            "service": f"caller{i:02d}",
+            "dependencyCeiling": (100 - i) / 100,
+            "limitedBy": f"backend{i:02d}",
+        }
+        for i in range(29, 29 - MAX_SAMPLES, -1)
+    ]  # caller00's ceiling is 100 %: nothing limits it, so it is never listed
+
+
+def test_without_observations_no_ceiling_is_listed() -> None:
+    assert status_of(analyse(ring(5), now=NOW))["lowestCeilings"] == []
 
 
 def test_error_texts_are_capped() -> None:
