@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 
@@ -21,7 +22,8 @@ import networkx as nx
 class Dependents:
     """Who depends on whom in one network: its condensation and the callers of each node."""
 
-    condensation: nx.DiGraph[int]  # nx.condensation: `members` per node, `mapping` in .graph
+    condensation: nx.DiGraph[int]  # nx.condensation: `members` per node
+    mapping: dict[str, int]  # the component of each node
     names: tuple[str, ...]  # bit i is names[i]
     position: dict[str, int]
     callers: list[int]  # per component: bits of every node that reaches it, its own members too
@@ -42,13 +44,11 @@ class Dependents:
             for caller in condensation.pred[component]:
                 reached |= callers[caller]
             callers[component] = reached
-        return cls(condensation, names, position, callers)
+        return cls(condensation, condensation.graph["mapping"], names, position, callers)
 
-    @property
-    def mapping(self) -> dict[str, int]:
-        """The component of each node."""
-        mapping: dict[str, int] = self.condensation.graph["mapping"]
-        return mapping
+    def release(self) -> None:
+        """Give the condensation's memory back now (see `release`); the bits stay."""
+        release(self.condensation)
 
     def bits(self, name: str) -> int:
         """The services that reach `name` (not `name` itself), one bit each."""
@@ -63,6 +63,17 @@ class Dependents:
         if not bits:
             return []
         return [self.names[i] for _, i in zip(range(limit), _set_bits(bits), strict=False)]
+
+
+def release(*networks: nx.DiGraph[Any]) -> None:
+    """Empty graphs that are done with.
+
+    A networkx graph refers to itself through the views it caches (`G.edges`, `G.nodes`, ...),
+    so only the cyclic collector frees it, and the analysis runs with that collector paused:
+    at 10,000 services its graphs would stay in memory through the snapshot's encoding.
+    """
+    for network in networks:
+        network.clear()
 
 
 def _set_bits(bits: int) -> Iterator[int]:

@@ -268,18 +268,19 @@ class Graph:
     @cached_property
     def network(self) -> nx.DiGraph[str]:
         """The live graph: every node, sorted, and every edge that is not stale."""
-        return self._network(include_stale=False)
+        return self.build_network(include_stale=False)
 
     @cached_property
     def network_with_stale(self) -> nx.DiGraph[str]:
-        return self._network(include_stale=True)
+        return self.build_network(include_stale=True)
 
     @cached_property
     def hard_sync_network(self) -> nx.DiGraph[str]:
         """The live edges that are hard sync calls (`slo.is_hard_sync`), over every node."""
         return hard_sync_network(self.network, self.edges)
 
-    def _network(self, *, include_stale: bool) -> nx.DiGraph[str]:
+    def build_network(self, *, include_stale: bool = False) -> nx.DiGraph[str]:
+        """A new DiGraph of the graph; `network` keeps one, this does not."""
         network: nx.DiGraph[str] = nx.DiGraph()
         network.add_nodes_from(sorted(self.nodes))
         # Sorted, so that traversals (and the paths they find) do not depend on input order.
@@ -418,7 +419,9 @@ def analyse(
             s.last_seen is not None and s.last_seen < horizon for s in edge.sources.values()
         )
     graph = Graph(nodes=dict(sorted(nodes.items())), edges=edges, conflicts=conflicts)
-    network = graph.network
+    # Not kept in `graph.network`: the operator only writes the analysed graph out, and 50,000
+    # edges in a DiGraph are 20 MiB; a query builds it again when it is asked for.
+    network = graph.build_network()
     everyone = Dependents.of(network)
 
     acknowledged_sets = {frozenset(members) for members in acknowledged_cycles}
@@ -434,7 +437,7 @@ def analyse(
         kept.append(cycle)
     graph.cycles.sort()
     graph.acknowledged_cycles.sort()
-    set_slo_figures(graph, everyone)
+    set_slo_figures(graph, network, everyone)  # empties network: its last use
 
     graph.undeclared = sorted(
         key for key, edge in edges.items() if edge.observed and not edge.declared and not edge.stale
@@ -453,9 +456,13 @@ def analyse(
     return graph
 
 
-def set_slo_figures(graph: Graph, everyone: Dependents | None = None) -> None:
-    """Each node's SLO figures and blast radius; `everyone` is `Dependents.of(graph.network)`."""
-    network = graph.network
+def set_slo_figures(
+    graph: Graph, network: nx.DiGraph[str] | None = None, everyone: Dependents | None = None
+) -> None:
+    """Each node's SLO figures and blast radius; `network` is the live graph (as
+    `graph.build_network()` makes it) and `everyone` its Dependents, when already at hand:
+    both are emptied (see `slo.service_slos`)."""
+    network = graph.build_network() if network is None else network
     for name, figures in service_slos(
         network, graph.edges, everyone or Dependents.of(network)
     ).items():

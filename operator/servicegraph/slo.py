@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import networkx as nx
 
-from servicegraph.dependents import Dependents
+from servicegraph.dependents import Dependents, release
 
 if TYPE_CHECKING:
     from servicegraph.graph import Edge, EdgeAttributes
@@ -100,16 +100,21 @@ def service_slos(
 ) -> dict[str, ServiceSLO]:
     """Every service's figures, each analysis one pass over the graph.
 
-    `network` is the live graph with its nodes added sorted; `everyone` its Dependents.
+    `network` is the live graph with its nodes added sorted, `everyone` its Dependents; this is
+    their last use: both are emptied (`release`) as soon as they are done with, so that the
+    memory of the live and the hard sync graphs is never needed at once.
     """
     availability = observed_availability(edges.values())
     hard = hard_sync_network(network, edges)
+    release(network)
+    everyone.release()
     failing = Dependents.of(hard)
     chains = _sync_chains(hard, failing.condensation)
+    failing.release()
     reaching, reaching_component = everyone.callers, everyone.mapping
     failing_bits, failing_component = failing.callers, failing.mapping
     result = {}
-    for position, name in enumerate(network):
+    for position, name in enumerate(hard):
         own = 1 << position  # both Dependents number the nodes alike: hard has network's order
         fails = failing_bits[failing_component[name]] ^ own
         degrades = reaching[reaching_component[name]] ^ own ^ fails  # fails is a subset
@@ -128,6 +133,7 @@ def service_slos(
             sync_depth=depth,
             sync_chain=chain,
         )
+    release(hard)
     return result
 
 
