@@ -5,23 +5,28 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
 import pytest
 
 from servicegraph import export, snapshot
 from servicegraph.export import ExportError
 from servicegraph.graph import (
     EdgeAttributes,
+    Graph,
     Observation,
+    Retry,
     ServiceDeclaration,
     SourceKind,
     Traffic,
     analyse,
 )
+from servicegraph.graph_networkx import flatten, to_networkx
 from tests.support.binaries import needs_binary
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -309,3 +314,273 @@ def test_empty_graph_draws_an_empty_picture() -> None:
 
     assert parse_dot(export.to_dot(doc)) == ({}, {})
     assert parse_mermaid(export.to_mermaid(doc)) == ({}, [])
+
+
+# --- the graph as networkx sees it --------------------------------------------------------
+
+HARD_GRPC = EdgeAttributes(protocol="grpc", timeout_ms=500, retry=Retry(3, 100, 2.0))
+SOFT_ASYNC = EdgeAttributes(communication_mode="async", criticality="soft", protocol="kafka")
+GRAPH_REF = ("shop", "checkout-graph")
+
+
+def rich_graph() -> Graph:
+    """Every kind of field a snapshot holds: a stale edge, drift both ways, edges seen by
+    several sources with their own attributes and traffic, a cycle, placeholders of each role,
+    retries and timeouts, and SLO figures with availabilities and unknown dependencies."""
+    recently, earlier = timedelta(minutes=5), timedelta(minutes=20)
+    checkout = ServiceDeclaration(
+        "checkout",
+        "shop",
+        "checkout-deps",
+        team="payments",
+        tier="critical",
+        depends_on=(("payment", HARD_GRPC), ("cart", DEFAULTS), ("mailer", SOFT_ASYNC)),
+    )
+    mesh = Observation(
+        "checkout",
+        "payment",
+        SourceKind.SERVICE_MESH,
+        NOW - earlier,
+        EdgeAttributes(protocol="http"),
+        Traffic(12.0, 0.02, None, ""),
+    )
+    k8s = Observation("search", "checkout", SourceKind.KUBERNETES, NOW - recently)
+    return analyse(
+        [checkout, declare("payment", "ledger"), declare("ledger", "payment"), declare("cart")],
+        [
+            Observation(
+                "checkout",
+                "payment",
+                SourceKind.OTEL,
+                NOW - recently,
+                traffic=Traffic(10.0, 0.01, 20.0, ""),
+            ),
+            mesh,
+            seen("payment", "ledger", recently),
+            seen("ledger", "payment", recently),
+            seen("cart", "redis", recently, "database"),
+            seen("checkout", "stripe", recently, "virtual_node"),
+            seen("search", "checkout", recently),
+            k8s,
+            seen("legacy", "checkout", timedelta(days=30)),
+        ],
+        now=NOW,
+        observing=True,
+    )
+
+
+def rich_document() -> dict[str, Any]:
+    return snapshot.to_document(rich_graph(), graph_ref=GRAPH_REF)
+
+
+def typed(value: Any) -> Any:
+    """`value` with every scalar paired with its type, so that == compares types too (True is
+    not 1, and 1 is not 1.0)."""
+    if isinstance(value, Mapping):
+        return {key: typed(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [typed(item) for item in value]
+    return (type(value).__name__, value)
+
+
+def drift_of(doc: Mapping[str, Any]) -> dict[tuple[str, str], str]:
+    return {
+        (ref["source"], ref["target"]): kind
+        for kind in ("undeclared", "unobserved")
+        for ref in doc["drift"][kind]
+    }
+
+
+Expectation = tuple[dict[str, Any], dict[str, dict[str, Any]], dict[tuple[str, str], Any]]
+
+
+def nested_expectation(doc: Mapping[str, Any]) -> Expectation:
+    """The graph, node and edge attributes of the document, as they are, plus edge drift."""
+    drift = drift_of(doc)
+    nodes = {n["name"]: {k: v for k, v in n.items() if k != "name"} for n in doc["nodes"]}
+    edges = {
+        (e["source"], e["target"]): {
+            **{k: v for k, v in e.items() if k not in ("source", "target")},
+            "drift": drift.get((e["source"], e["target"])),
+        }
+        for e in doc["edges"]
+    }
+    return {"graph": doc["graph"], "summary": doc["summary"]}, nodes, edges
+
+
+NODE_FIELDS = {"name", "declared", "namespace", "object", "team", "tier", "role"}
+NODE_FIELDS |= {"blastRadius", "inCycle", "slo"}
+SLO_FIELDS = {"availability", "dependencyCeiling", "weakestDependency", "unknownDependencies"}
+SLO_FIELDS |= {"impact"}
+SLO_FIELDS |= {"syncDepth", "syncChain"}
+EDGE_FIELDS = {"source", "target", "stale", "declared", "observed", "confidence"}
+EDGE_FIELDS |= {"attributes", "sources", "traffic"}
+SOURCE_FIELDS = {"kind", "confidence", "lastSeen", "attributes", "traffic"}
+
+
+def present(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def ratio(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def flat_node(node: Mapping[str, Any]) -> dict[str, Any]:
+    # A field the snapshot gains fails here until it has a flat key.
+    assert set(node) == NODE_FIELDS and set(node["slo"]) == SLO_FIELDS
+    slo = node["slo"]
+    return present(
+        {
+            "label": node["name"],
+            **{key: node[key] for key in sorted(NODE_FIELDS - {"name", "slo"})},
+            "availability": ratio(slo["availability"]),
+            "dependencyCeiling": ratio(slo["dependencyCeiling"]),
+            "weakestDependency": slo["weakestDependency"],
+            "unknownDependencies": ",".join(slo["unknownDependencies"]),
+            "impactFails": slo["impact"]["failsCount"],
+            "impactDegrades": slo["impact"]["degradesCount"],
+            "syncDepth": slo["syncDepth"],
+            "syncChain": " -> ".join(slo["syncChain"]),
+        }
+    )
+
+
+def flat_settings(attributes: Mapping[str, Any], suffix: str = "") -> dict[str, Any]:
+    assert set(attributes) <= {"communicationMode", "criticality", "protocol", "timeoutMs", "retry"}
+    retry = attributes.get("retry", {})
+    assert set(retry) <= {"maxRetries", "backoffMs", "backoffMultiplier"}
+    values = {
+        "communicationMode": attributes["communicationMode"],
+        "criticality": attributes["criticality"],
+        "protocol": attributes.get("protocol"),
+        "timeoutMs": attributes.get("timeoutMs"),
+        "retry.maxRetries": retry.get("maxRetries"),
+        "retry.backoffMs": retry.get("backoffMs"),
+        "retry.backoffMultiplier": ratio(retry.get("backoffMultiplier")),
+    }
+    return {key + suffix: value for key, value in values.items()}
+
+
+def flat_traffic(traffic: Mapping[str, Any] | None, suffix: str = "") -> dict[str, Any]:
+    if traffic is None:
+        return {}
+    assert set(traffic) <= {"requestRate", "errorRate", "connectionType", "p95LatencyMs"}
+    values = {
+        "requestRate": float(traffic["requestRate"]),
+        "errorRate": float(traffic["errorRate"]),
+        "connectionType": traffic["connectionType"],
+        "p95LatencyMs": ratio(traffic.get("p95LatencyMs")),
+    }
+    return {key + suffix: value for key, value in values.items()}
+
+
+def flat_edge(edge: Mapping[str, Any], drift: str | None) -> dict[str, Any]:
+    assert set(edge) <= EDGE_FIELDS
+    flat = {
+        "stale": edge["stale"],
+        "declared": edge["declared"],
+        "observed": edge["observed"],
+        "confidence": float(edge["confidence"]),
+        **flat_settings(edge["attributes"]),
+        "sources": ",".join(source["kind"] for source in edge["sources"]),
+        **flat_traffic(edge.get("traffic")),
+        "drift": drift,
+    }
+    for source in edge["sources"]:
+        assert set(source) <= SOURCE_FIELDS
+        kind = source["kind"]
+        flat[f"confidence.{kind}"] = float(source["confidence"])
+        flat[f"lastSeen.{kind}"] = source["lastSeen"]
+        if "attributes" in source:
+            flat.update(flat_settings(source["attributes"], f".{kind}"))
+        flat.update(flat_traffic(source.get("traffic"), f".{kind}"))
+    return present(flat)
+
+
+def flat_expectation(doc: Mapping[str, Any]) -> Expectation:
+    """What GraphML and GEXF should hold, worked out from the document field by field."""
+    ref = doc["graph"] or {}
+    graph = present({"namespace": ref.get("namespace"), "name": ref.get("name"), **doc["summary"]})
+    nodes = {node["name"]: flat_node(node) for node in doc["nodes"]}
+    drift = drift_of(doc)
+    edges = {
+        (e["source"], e["target"]): flat_edge(e, drift.get((e["source"], e["target"])))
+        for e in doc["edges"]
+    }
+    return graph, nodes, edges
+
+
+def held(network: nx.DiGraph[str]) -> Expectation:
+    return (
+        dict(network.graph),
+        {name: dict(node) for name, node in network.nodes.items()},
+        {(source, target): dict(edge) for source, target, edge in network.edges(data=True)},
+    )
+
+
+def test_the_rich_document_has_every_kind_of_field() -> None:
+    doc = rich_document()
+    edges = {(e["source"], e["target"]): e for e in doc["edges"]}
+    nodes = {n["name"]: n for n in doc["nodes"]}
+
+    sources = edges[("checkout", "payment")]["sources"]
+    assert [s["kind"] for s in sources] == ["manual", "service-mesh", "otel"]
+    assert all("attributes" in s for s in sources[1:]) and "traffic" in sources[1]
+    assert edges[("checkout", "payment")]["attributes"]["retry"]["backoffMultiplier"] == 2.0
+    assert "p95LatencyMs" not in sources[1]["traffic"]
+    assert [s["kind"] for s in edges[("search", "checkout")]["sources"]] == ["otel", "kubernetes"]
+    assert edges[("legacy", "checkout")]["stale"]
+    assert drift_of(doc)[("checkout", "cart")] == "unobserved"
+    assert drift_of(doc)[("search", "checkout")] == "undeclared"
+    assert nodes["payment"]["inCycle"] and nodes["ledger"]["inCycle"]
+    assert {n["role"] for n in doc["nodes"]} == {"service", "database", "virtual"}
+    assert nodes["checkout"]["slo"]["unknownDependencies"] == ["cart"]
+    assert nodes["checkout"]["slo"]["syncChain"] == ["checkout", "cart", "redis"]
+    assert isinstance(nodes["payment"]["slo"]["availability"], float)
+    assert nodes["cart"]["slo"]["availability"] is None
+    assert nodes["checkout"]["slo"]["weakestDependency"] == "payment"
+    assert nodes["redis"]["slo"]["weakestDependency"] is None
+
+
+def test_to_networkx_holds_the_document() -> None:
+    graph = rich_graph()
+    doc = snapshot.to_document(graph)
+
+    network = graph.to_networkx()
+
+    assert list(network) == [node["name"] for node in doc["nodes"]]
+    assert list(network.edges) == [(e["source"], e["target"]) for e in doc["edges"]]
+    assert typed(held(network)) == typed(nested_expectation(doc))
+
+
+def test_flatten_spells_every_field_as_one_scalar() -> None:
+    doc = rich_document()
+
+    flat = flatten(to_networkx(doc))
+
+    assert typed(held(flat)) == typed(flat_expectation(doc))
+    assert list(flat) == [node["name"] for node in doc["nodes"]]
+    assert flat.nodes["checkout"]["syncChain"] == "checkout -> cart -> redis"
+    assert flat.nodes["cart"].keys() >= {"unknownDependencies", "dependencyCeiling"}
+    assert "availability" not in flat.nodes["cart"]  # None is left out
+    edge = flat.edges["checkout", "payment"]
+    assert edge["sources"] == "manual,service-mesh,otel"
+    assert edge["lastSeen.otel"] == "2026-05-01T11:55:00Z" and "lastSeen.manual" not in edge
+    assert edge["protocol"] == "grpc" and edge["protocol.service-mesh"] == "http"
+    assert edge["requestRate"] == 10.0 and edge["requestRate.service-mesh"] == 12.0
+    assert edge["retry.maxRetries"] == 3 and "drift" not in edge
+    assert flat.edges["checkout", "cart"]["drift"] == "unobserved"
+    assert flat.graph["name"] == "checkout-graph" and flat.graph["staleEdges"] == 1
+
+
+def test_flatten_makes_ratios_floats() -> None:
+    doc = rich_document()
+    doc["nodes"][0]["slo"]["dependencyCeiling"] = 1  # as snapshots of older versions say
+    doc["edges"][0]["traffic"] = {"requestRate": 2, "errorRate": 0, "connectionType": ""}
+
+    flat = flatten(to_networkx(doc))
+
+    assert typed(flat.nodes[doc["nodes"][0]["name"]]["dependencyCeiling"]) == ("float", 1.0)
+    edge = flat.edges[doc["edges"][0]["source"], doc["edges"][0]["target"]]
+    assert typed([edge["requestRate"], edge["errorRate"]]) == [("float", 2.0), ("float", 0.0)]
