@@ -122,10 +122,16 @@ def _parser() -> argparse.ArgumentParser:
     slo.add_argument("-o", "--output", choices=("table", "json"), default="table")
     slo.set_defaults(command=_slo)
 
-    exporter = commands.add_parser("export", help="the graph as DOT, Mermaid, JSON or SVG")
+    exporter = commands.add_parser(
+        "export",
+        help="the graph as DOT, Mermaid, JSON, SVG, GraphML, GEXF or node-link JSON",
+    )
     _graph_source(exporter)
     exporter.add_argument(
-        "-o", "--output", choices=("dot", "mermaid", "json", "svg"), default="dot"
+        "-o",
+        "--output",
+        choices=("dot", "mermaid", "json", "svg", "graphml", "gexf", "node-link"),
+        default="dot",
     )
     exporter.set_defaults(command=_export)
 
@@ -687,6 +693,9 @@ def _export(args: argparse.Namespace) -> int:
         "mermaid": export.to_mermaid,
         "json": export.to_json,
         "svg": export.to_svg,
+        "graphml": export.to_graphml,
+        "gexf": export.to_gexf,
+        "node-link": export.to_node_link,
     }
     text = renderers[args.output](doc)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")

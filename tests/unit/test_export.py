@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
+import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -13,8 +15,11 @@ from typing import Any
 
 import networkx as nx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from servicegraph import export, snapshot
+from servicegraph.cli import main
 from servicegraph.export import ExportError
 from servicegraph.graph import (
     EdgeAttributes,
@@ -584,3 +589,161 @@ def test_flatten_makes_ratios_floats() -> None:
     assert typed(flat.nodes[doc["nodes"][0]["name"]]["dependencyCeiling"]) == ("float", 1.0)
     edge = flat.edges[doc["edges"][0]["source"], doc["edges"][0]["target"]]
     assert typed([edge["requestRate"], edge["errorRate"]]) == [("float", 2.0), ("float", 0.0)]
+
+
+# --- GraphML, GEXF and node-link JSON, as the CLI writes them ------------------------------
+
+FOR_OTHER_TOOLS = ["graphml", "gexf", "node-link"]
+NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+XML_HOSTILE_NAMES = [
+    *HOSTILE_NAMES,
+    "a\x00b",
+    "bell\x07",
+    "cr\rx",
+    "crlf\r\n",
+    " ",
+    "\u2028",
+    "\ufffe",
+    "lone\ud800",
+    "looks\\u0041escaped",
+    "a\\\\b",
+]
+
+
+def exported(
+    doc: Mapping[str, Any], fmt: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> str:
+    """`servicegraph export --snapshot FILE -o FMT`'s output; any warning fails."""
+    path = tmp_path / "snapshot.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["export", "--snapshot", str(path), "-o", fmt]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    return out
+
+
+def read_back(fmt: str, text: str) -> nx.DiGraph[str]:
+    """An export as networkx's own readers read it."""
+    if fmt == "node-link":
+        network = nx.node_link_graph(json.loads(text), edges="edges")
+    elif fmt == "graphml":
+        network = nx.read_graphml(io.BytesIO(text.encode()))
+    else:
+        network = nx.read_gexf(io.BytesIO(text.encode()))
+    assert type(network) is nx.DiGraph
+    return network
+
+
+def unescaped(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        export.text_from_xml(key): export.text_from_xml(value) if isinstance(value, str) else value
+        for key, value in values.items()
+    }
+
+
+def from_xml(fmt: str, network: nx.DiGraph[str]) -> Expectation:
+    """What a GraphML or GEXF export holds, without what the readers add, escapes undone."""
+    graph, nodes, edges = held(network)
+    if fmt == "graphml":
+        graph = {k: v for k, v in graph.items() if k not in ("node_default", "edge_default")}
+    else:  # GEXF keeps only the graph's name; the reader numbers the edges
+        graph = {k: v for k, v in graph.items() if k == "name"}
+        edges = {key: {k: v for k, v in edge.items() if k != "id"} for key, edge in edges.items()}
+    return (
+        unescaped(graph),
+        {export.text_from_xml(name): unescaped(node) for name, node in nodes.items()},
+        {
+            (export.text_from_xml(source), export.text_from_xml(target)): unescaped(edge)
+            for (source, target), edge in edges.items()
+        },
+    )
+
+
+def xml_expectation(fmt: str, doc: Mapping[str, Any]) -> Expectation:
+    graph, nodes, edges = flat_expectation(doc)
+    if fmt == "gexf":
+        graph = {k: v for k, v in graph.items() if k == "name"}
+    return graph, nodes, edges
+
+
+@pytest.mark.parametrize("fmt", FOR_OTHER_TOOLS)
+def test_exports_read_back_as_the_document(
+    fmt: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = rich_document()
+
+    network = read_back(fmt, exported(doc, fmt, tmp_path, capsys))
+
+    assert list(network) == [node["name"] for node in doc["nodes"]]
+    assert list(network.edges) == [(e["source"], e["target"]) for e in doc["edges"]]
+    if fmt == "node-link":
+        assert typed(held(network)) == typed(nested_expectation(doc))
+    else:  # booleans, ints and floats come back typed
+        assert typed(from_xml(fmt, network)) == typed(xml_expectation(fmt, doc))
+        assert held(network)[1]["checkout"]["label"] == "checkout"
+
+
+@pytest.mark.parametrize("fmt", ["graphml", "gexf"])
+def test_xml_exports_keep_every_name(fmt: str) -> None:
+    chain = [
+        ServiceDeclaration(a, "shop", a, team=a, depends_on=((b, DEFAULTS),))
+        for a, b in pairwise(XML_HOSTILE_NAMES)
+    ]
+    doc = snapshot.to_document(analyse(chain, now=NOW))
+
+    network = read_back(fmt, export.to_graphml(doc) if fmt == "graphml" else export.to_gexf(doc))
+
+    assert typed(from_xml(fmt, network)) == typed(xml_expectation(fmt, doc))
+    # Only what XML cannot hold, and what would read as an escape, is escaped.
+    assert {"cr\rx", "two\nlines", "tab\there", "<b>bold</b>", "back\\"} <= set(network)
+    assert {"a\\u0000b", "bell\\u0007", "\\ufffe", "lone\\ud800"} <= set(network)
+    assert {"looks\\\\u0041escaped", "a\\\\\\\\b"} <= set(network)
+
+
+def test_xml_text_escapes_only_what_xml_cannot_hold() -> None:
+    assert export.xml_text("C:\\svc") == "C:\\svc"
+    assert export.xml_text("back\\") == "back\\"
+    assert export.xml_text("<&>\"'\r\n\t\x7f\u2028😀") == "<&>\"'\r\n\t\x7f\u2028😀"
+    assert export.xml_text("a\x00b\\c") == "a\\u0000b\\\\c"
+    assert export.xml_text("\\u0041") == "\\\\u0041"
+    assert export.xml_text("\\\\") == "\\\\\\\\"
+
+
+@settings(max_examples=300)
+@given(st.text(st.characters(exclude_categories=()) | st.sampled_from("\\u0aF\x00\r\ufffe")))
+def test_text_from_xml_undoes_xml_text(text: str) -> None:
+    held_text = export.xml_text(text)
+
+    assert export.text_from_xml(held_text) == text
+    assert NOT_XML.search(held_text) is None
+    if NOT_XML.search(text) is None and "\\" not in text:
+        assert held_text == text
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    names=st.lists(
+        st.text(st.characters(exclude_categories=()), min_size=1, max_size=8),
+        min_size=2,
+        max_size=5,
+        unique=True,
+    )
+)
+def test_xml_exports_keep_any_name(names: list[str]) -> None:
+    doc = snapshot.to_document(analyse([declare(a, b) for a, b in pairwise(names)], now=NOW))
+
+    for fmt, text in (("graphml", export.to_graphml(doc)), ("gexf", export.to_gexf(doc))):
+        assert typed(from_xml(fmt, read_back(fmt, text))) == typed(xml_expectation(fmt, doc))
+
+
+@pytest.mark.parametrize("fmt", FOR_OTHER_TOOLS)
+def test_empty_graph_exports_an_empty_graph(
+    fmt: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = snapshot.to_document(analyse([], now=NOW))
+
+    network = read_back(fmt, exported(doc, fmt, tmp_path, capsys))
+
+    assert network.number_of_nodes() == network.number_of_edges() == 0
