@@ -688,6 +688,9 @@ def _slo(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     doc = _document(args)
+    if args.snapshot:  # a file may hold anything: draw only the graph it is
+        graph_ref = snapshot.graph_ref_of(doc)
+        doc = snapshot.to_document(snapshot.graph_from_document(doc), graph_ref=graph_ref)
     renderers = {
         "dot": export.to_dot,
         "mermaid": export.to_mermaid,

@@ -218,6 +218,18 @@ def observations_from_document(doc: Mapping[str, Any]) -> list[Observation]:
     ]
 
 
+def graph_ref_of(doc: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The (namespace, name) of the ServiceGraph a document belongs to, if it says."""
+    ref = doc.get("graph")
+    if ref is None:
+        return None
+    if not isinstance(ref, Mapping) or not all(
+        isinstance(ref.get(key), str) for key in ("namespace", "name")
+    ):
+        raise SnapshotError(f"malformed snapshot document: graph is {ref!r}")
+    return (ref["namespace"], ref["name"])
+
+
 def check_schema_version(doc: Mapping[str, Any]) -> None:
     version = doc.get("schemaVersion")
     if version != SCHEMA_VERSION:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
+import orjson
 import yaml
 
 from servicegraph.snapshot import Document, SnapshotError, check_schema_version
@@ -43,12 +44,18 @@ def load_snapshot_file(path: str | Path) -> Document:
 
     if "schemaVersion" in content:
         check_schema_version(content)
-        return content
-    if content.get("kind") == "ConfigMap":
-        return decode(content, lambda shard: _missing_shard(path, content, shard))
-    if content.get("kind") in ("List", "ConfigMapList"):
-        return _decode_list(path, content.get("items") or [])
-    raise SnapshotError(f"{path}: expected a snapshot document, a ConfigMap or a List")
+        doc = content
+    elif content.get("kind") == "ConfigMap":
+        doc = decode(content, lambda shard: _missing_shard(path, content, shard))
+    elif content.get("kind") in ("List", "ConfigMapList"):
+        doc = _decode_list(path, content.get("items") or [])
+    else:
+        raise SnapshotError(f"{path}: expected a snapshot document, a ConfigMap or a List")
+    try:
+        orjson.dumps(doc)  # JSON's \ud800 escapes decode to text no output can hold
+    except orjson.JSONEncodeError as error:
+        raise SnapshotError(f"{path}: {error}") from error
+    return doc
 
 
 def _decode_list(path: str | Path, items: list[Mapping[str, Any]]) -> Document:

@@ -695,3 +695,27 @@ def test_query_by_a_hostile_name_from_the_cli(tmp_path: Path) -> None:
     with contextlib.redirect_stderr(err):
         assert main(["query", "nobody{}", "--snapshot", str(path)]) == 2
     assert err.getvalue().startswith("error: ") and "Traceback" not in err.getvalue()
+
+
+@pytest.mark.parametrize("output", ["json", "node-link", "dot", "mermaid", "graphml", "gexf"])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda doc: doc["nodes"][0].update(name="\ud800"), "surrogates not allowed"),
+        (lambda doc: doc["nodes"][0].pop("team"), "malformed snapshot document: KeyError('team')"),
+        (lambda doc: doc.update(graph=["shop"]), "malformed snapshot document: graph is ['shop']"),
+    ],
+    ids=["lone-surrogate", "missing-field", "bad-graph-ref"],
+)
+def test_exports_of_a_broken_snapshot_file_say_what_is_wrong(
+    tmp_path: Path, output: str, change: Callable[[dict[str, Any]], object], message: str
+) -> None:
+    graph = analyse_graph([], [Observation("a", "b", SourceKind.OTEL, NOW)], now=NOW)
+    doc = snapshot.to_document(graph, graph_ref=("shop", "g"))
+    change(doc)
+    path = tmp_path / "snapshot.json"
+    path.write_text(json.dumps(doc), encoding="ascii")  # JSON escapes keep the surrogate
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["export", "--snapshot", str(path), "-o", output]) == 2
+    assert err.getvalue().startswith("error: ") and message in err.getvalue()
