@@ -322,30 +322,36 @@ class Graph:
         network = self.network_with_stale if include_stale else self.network
         nodes = {service}
         edges: set[tuple[str, str]] = set()
-        if direction in (Direction.DOWNSTREAM, Direction.BOTH):
-            distance = nx.single_source_shortest_path_length(network, service, cutoff=depth)
-            nodes.update(distance)
-            edges.update(
-                (name, callee)
-                for name, hops in distance.items()
-                if hops < depth
-                for callee in network.succ[name]
-            )
-        if direction in (Direction.UPSTREAM, Direction.BOTH):
-            distance = nx.single_source_shortest_path_length(
-                network.reverse(copy=False), service, cutoff=depth
-            )
-            nodes.update(distance)
-            edges.update(
-                (caller, name)
-                for name, hops in distance.items()
-                if hops < depth
-                for caller in network.pred[name]
-            )
+        for upstream in (False, True):
+            if direction in (
+                Direction.UPSTREAM if upstream else Direction.DOWNSTREAM,
+                Direction.BOTH,
+            ):
+                _within(network, service, depth, nodes, edges, upstream=upstream)
         return Graph(
             nodes={name: self.nodes[name] for name in sorted(nodes)},
             edges={key: self.edges[key] for key in sorted(edges)},
         )
+
+
+def _within(
+    network: nx.DiGraph[str],
+    service: str,
+    depth: int,
+    nodes: set[str],
+    edges: set[tuple[str, str]],
+    *,
+    upstream: bool,
+) -> None:
+    """Add the services within `depth` calls of `service` to `nodes`, and to `edges` every
+    call leaving one closer than that; `upstream` follows calls backwards."""
+    walked = network.reverse(copy=False) if upstream else network
+    distance = nx.single_source_shortest_path_length(walked, service, cutoff=depth)
+    nodes.update(distance)
+    for name, hops in distance.items():
+        if hops < depth:
+            for other in walked.succ[name]:
+                edges.add((other, name) if upstream else (name, other))
 
 
 class UnknownServiceError(KeyError):
