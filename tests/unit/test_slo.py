@@ -14,6 +14,7 @@ to checkout stopped ten days ago, so that edge is stale.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import permutations
 
 import pytest
 
@@ -186,6 +187,19 @@ def test_availability_is_rounded_to_six_digits_and_needs_calls() -> None:
     )
     assert figures(graph, "x").availability == 0.833333
     assert figures(graph, "idle").availability is None
+
+
+def test_availability_does_not_depend_on_the_order_of_the_sightings() -> None:
+    # 1 - (0.05 + 0.1 + 0.1500003) / 0.6 is 0.4999995, halfway between two six-digit figures.
+    # Summed in the order the observations came, the last bit of the sums (0.1 + 0.2 + 0.3 is
+    # not 0.3 + 0.2 + 0.1 in floating point) made it 0.5 one way round and 0.499999 another.
+    sightings = [seen("a", "x", 0.1, 0.5), seen("b", "x", 0.2, 0.5), seen("c", "x", 0.3, 0.500001)]
+    found = {
+        figures(analyse([], list(order), now=NOW), "x").availability
+        for order in permutations(sightings)
+    }
+    assert len(found) == 1
+    assert found <= {0.5, 0.499999}
 
 
 # --- dependency ceiling -------------------------------------------------------------------------
