@@ -74,25 +74,27 @@ def observed_availability(edges: Iterable[Edge]) -> dict[str, float]:
                 if known is None or sighting.last_seen > known:
                     latest[kind] = sighting.last_seen
     # per service: confidence of the best source so far, its request and failed rates
-    totals: dict[str, tuple[float, float, float]] = {}
+    totals: dict[str, tuple[float, list[float], list[float]]] = {}
     for edge in live:
         for kind, sighting in edge.sources.items():
             traffic = sighting.traffic
             if traffic is None or sighting.last_seen != latest.get(kind):
                 continue
-            confidence, rate, failed = totals.get(edge.target, (-1.0, 0.0, 0.0))
+            confidence, rates, failed = totals.get(edge.target, (-1.0, [], []))
             if sighting.confidence > confidence:
-                confidence, rate, failed = sighting.confidence, 0.0, 0.0
+                confidence, rates, failed = sighting.confidence, [], []
+                totals[edge.target] = (confidence, rates, failed)
             elif sighting.confidence < confidence:
                 continue
-            rate += traffic.request_rate
-            failed += traffic.request_rate * traffic.error_rate
-            totals[edge.target] = (confidence, rate, failed)
-    return {
-        name: round(1.0 - min(1.0, failed / rate), DIGITS)
-        for name, (_, rate, failed) in totals.items()
-        if rate > 0
-    }
+            rates.append(traffic.request_rate)
+            failed.append(traffic.request_rate * traffic.error_rate)
+    # fsum rounds the exact sum once, so the order of the edges cannot tip the last digit
+    availability = {}
+    for name, (_, rates, failed) in totals.items():
+        rate = math.fsum(rates)
+        if rate > 0:
+            availability[name] = round(1.0 - min(1.0, math.fsum(failed) / rate), DIGITS)
+    return availability
 
 
 def service_slos(
