@@ -211,7 +211,11 @@ class Edge:
         reported = [s for s in self.sources.values() if s.traffic is not None]
         if not reported:
             return None
-        return max(reported, key=lambda s: s.last_seen.timestamp() if s.last_seen else 0.0).traffic
+        # On a tie in time, the most trusted source, so input order never decides.
+        return max(
+            reported,
+            key=lambda s: (s.last_seen.timestamp() if s.last_seen else 0.0, s.confidence),
+        ).traffic
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,8 @@ Pure: networkx and nothing else. Definitions (the README has them with a worked 
 - impact: the services that reach it through hard sync edges only fail with it; the other
   services that reach it (every path crosses a soft, degraded or async edge) degrade;
 - sync depth: the most hard sync calls in a chain below the service, on the condensation (a
-  cycle counts once), and that chain as real calls: the first by name among the deepest.
+  cycle counts once), and that chain as real calls; out of each component it takes, among the
+  calls into the deepest next component, the one to the smallest name.
 """
 
 from __future__ import annotations
@@ -182,11 +183,13 @@ def limiting_dependencies(availabilities: Mapping[str, float], target: float) ->
     Taking the weakest out first raises the product most, so the greedy answer is the
     shortest one. Empty when the target is met already.
     """
+    if not 0 < target <= 1:
+        raise ValueError(f"a target is a ratio above 0 and at most 1, not {target!r}")
     ordered = sorted(availabilities.items(), key=lambda item: (item[1], item[0]))
     for count in range(len(ordered) + 1):
         if ceiling_of(value for _, value in ordered[count:]) >= target:
             return [name for name, _ in ordered[:count]]
-    raise AssertionError("an empty product is 1, which meets any target")
+    raise AssertionError("an empty product is 1, which meets any target up to 1")
 
 
 def ceiling_of(availabilities: Iterable[float]) -> float:

@@ -359,6 +359,9 @@ def _iter_edge_documents(graph: Graph) -> Iterator[dict[str, Any]]:
                 source["attributes"] = rendered(sighting.attributes)
             if sighting.traffic is not None and sighting.traffic != traffic:
                 source["traffic"] = _traffic_document(sighting.traffic)
+            elif sighting.traffic is None and traffic is not None and sighting.last_seen:
+                source["traffic"] = None  # observed without figures: not the edge's
+
             sources.append(source)
         doc: dict[str, Any] = {
             "source": edge.source,
@@ -396,8 +399,10 @@ def _sighting_from_document(
     attributes, traffic = s.get("attributes"), s.get("traffic")
     if traffic is not None:
         own_traffic: Traffic | None = _traffic_from_document(traffic)
+    elif kind == SourceKind.MANUAL or "traffic" in s:  # None: seen without figures
+        own_traffic = None
     else:
-        own_traffic = None if kind == SourceKind.MANUAL else edge_traffic
+        own_traffic = edge_traffic
     return Sighting(
         kind=kind,
         last_seen=None if s["lastSeen"] is None else _parse_timestamp(s["lastSeen"]),
