@@ -183,8 +183,8 @@ def limiting_dependencies(availabilities: Mapping[str, float], target: float) ->
     Taking the weakest out first raises the product most, so the greedy answer is the
     shortest one. Empty when the target is met already.
     """
-    if not 0 < target <= 1:
-        raise ValueError(f"a target is a ratio above 0 and at most 1, not {target!r}")
+    if not 0 <= target <= 1:
+        raise ValueError(f"a target is a ratio from 0 to 1, not {target!r}")
     ordered = sorted(availabilities.items(), key=lambda item: (item[1], item[0]))
     for count in range(len(ordered) + 1):
         if ceiling_of(value for _, value in ordered[count:]) >= target:
