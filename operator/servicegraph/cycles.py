@@ -84,6 +84,19 @@ def find_cycle(members: Iterable[str], network: nx.DiGraph[str]) -> Cycle:
     raise ValueError(f"{', '.join(ordered)} is not a strongly connected component")
 
 
+def shortest_path(network: nx.DiGraph[str], source: str, target: str) -> tuple[str, ...]:
+    """A shortest path from `source` to `target`, callees smallest name first on a tie, so
+    that it never depends on the order the edges were added in."""
+    parent: dict[str, str] = {}
+    for name in _visited(network, source, parent):
+        if name == target:
+            path = [target]
+            while path[-1] != source:
+                path.append(parent[path[-1]])
+            return tuple(reversed(path))
+    raise nx.NetworkXNoPath(f"no path from {source} to {target}")
+
+
 def _visited(network: nx.DiGraph[str], start: str, parent: dict[str, str]) -> Iterator[str]:
     """The nodes breadth-first from `start` in the order they are reached; fills `parent`."""
     for caller, callee in nx.bfs_edges(network, start, sort_neighbors=sorted):

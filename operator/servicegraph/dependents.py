@@ -27,6 +27,7 @@ class Dependents:
     names: tuple[str, ...]  # bit i is names[i]
     position: dict[str, int]
     callers: list[int]  # per component: bits of every node that reaches it, its own members too
+    order: list[int]  # the components, callers before callees (nx.topological_sort)
 
     @classmethod
     def of(cls, network: nx.DiGraph[str]) -> Dependents:
@@ -39,12 +40,13 @@ class Dependents:
             for name in names_in:
                 own[component] |= 1 << position[name]
         callers = [0] * len(condensation)
-        for component in nx.topological_sort(condensation):
+        order = list(nx.topological_sort(condensation))
+        for component in order:
             reached = own[component]
             for caller in condensation.pred[component]:
                 reached |= callers[caller]
             callers[component] = reached
-        return cls(condensation, condensation.graph["mapping"], names, position, callers)
+        return cls(condensation, condensation.graph["mapping"], names, position, callers, order)
 
     def release(self) -> None:
         """Give the condensation's memory back now (see `release`); the bits stay."""

@@ -286,10 +286,11 @@ class Graph:
     def build_network(self, *, include_stale: bool = False) -> nx.DiGraph[str]:
         """A new DiGraph of the graph; `network` keeps one, this does not."""
         network: nx.DiGraph[str] = nx.DiGraph()
+        # Nodes sorted: `Dependents` numbers them in this order, and lists names by number.
+        # Edges in any order: every path the engine picks breaks ties by name.
         network.add_nodes_from(sorted(self.nodes))
-        # Sorted, so that traversals (and the paths they find) do not depend on input order.
         network.add_edges_from(
-            key for key in sorted(self.edges) if include_stale or not self.edges[key].stale
+            key for key, edge in self.edges.items() if include_stale or not edge.stale
         )
         return network
 
@@ -424,11 +425,21 @@ def analyse(
     """
     nodes, edges, conflicts = _merge(declarations, observations, home_namespace)
     horizon = now - stale_after
-    for edge in edges.values():
-        edge.stale = not edge.declared and all(
-            s.last_seen is not None and s.last_seen < horizon for s in edge.sources.values()
-        )
     graph = Graph(nodes=dict(sorted(nodes.items())), edges=edges, conflicts=conflicts)
+    for key, edge in edges.items():  # one pass: 50,000 edges are worth not walking thrice
+        declared = SourceKind.MANUAL in edge.sources
+        seen = any(
+            s.last_seen is not None and s.last_seen >= horizon
+            for kind, s in edge.sources.items()
+            if kind != SourceKind.MANUAL
+        )
+        edge.stale = not declared and not seen
+        if declared and observing and not seen:
+            graph.unobserved.append(key)
+        elif not declared and seen:  # observed, not declared, not stale
+            graph.undeclared.append(key)
+    graph.undeclared.sort()
+    graph.unobserved.sort()
     # Not kept in `graph.network`: the operator only writes the analysed graph out, and 50,000
     # edges in a DiGraph are 20 MiB; a query builds it again when it is asked for.
     network = graph.build_network()
@@ -449,20 +460,6 @@ def analyse(
     graph.acknowledged_cycles.sort()
     set_slo_figures(graph, network, everyone)  # empties network: its last use
 
-    graph.undeclared = sorted(
-        key for key, edge in edges.items() if edge.observed and not edge.declared and not edge.stale
-    )
-    graph.unobserved = sorted(
-        key
-        for key, edge in edges.items()
-        if observing
-        and edge.declared
-        and not any(
-            s.last_seen is not None and s.last_seen >= horizon
-            for kind, s in edge.sources.items()
-            if kind != SourceKind.MANUAL
-        )
-    )
     return graph
 
 

@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING
 
 import networkx as nx
 
+from servicegraph.cycles import shortest_path
 from servicegraph.dependents import Dependents, release
 
 if TYPE_CHECKING:
     from servicegraph.graph import Edge, EdgeAttributes
 
-MAX_IMPACT_NAMES = 50  # names kept per impact list; the counts are always whole
+MAX_IMPACT_NAMES = 20  # names kept per impact list; the counts are always whole
 DIGITS = 6  # availabilities are rounded to 0.0001 %, so a snapshot does not move on noise
 
 
@@ -112,7 +113,7 @@ def service_slos(
     release(network)
     everyone.release()
     failing = Dependents.of(hard)
-    chains = _sync_chains(hard, failing.condensation)
+    chains = _sync_chains(hard, failing)
     failing.release()
     reaching, reaching_component = everyone.callers, everyone.mapping
     failing_bits, failing_component = failing.callers, failing.mapping
@@ -141,18 +142,18 @@ def service_slos(
 
 
 def _sync_chains(
-    hard: nx.DiGraph[str], condensation: nx.DiGraph[int]
+    hard: nx.DiGraph[str], failing: Dependents
 ) -> dict[str, tuple[int, tuple[str, ...]]]:
     """Each service's sync depth and chain, callees before callers over the condensation.
 
     networkx's `dag_longest_path` gives the one longest path of a whole DAG; a longest path
     from every node is this dynamic programme over `nx.topological_sort`.
     """
-    mapping: dict[str, int] = condensation.graph["mapping"]
+    mapping = failing.mapping
     depth: dict[int, int] = {}
     chain: dict[str, tuple[int, tuple[str, ...]]] = {}
-    for component in reversed(list(nx.topological_sort(condensation))):
-        members: set[str] = condensation.nodes[component]["members"]
+    for component in reversed(failing.order):
+        members: set[str] = failing.condensation.nodes[component]["members"]
         # The way out: the call into the deepest next component, smallest callee, then caller.
         best: tuple[int, str, str] | None = None
         for caller in members:
@@ -172,7 +173,7 @@ def _sync_chains(
         below = chain[callee][1]
         inside = hard.subgraph(members) if len(members) > 1 else hard
         for name in members:
-            within = (name,) if name == caller else tuple(nx.shortest_path(inside, name, caller))
+            within = (name,) if name == caller else shortest_path(inside, name, caller)
             chain[name] = (depth[component], within + below)
     return chain
 
