@@ -84,17 +84,16 @@ def find_cycle(members: Iterable[str], network: nx.DiGraph[str]) -> Cycle:
     raise ValueError(f"{', '.join(ordered)} is not a strongly connected component")
 
 
-def shortest_path(network: nx.DiGraph[str], source: str, target: str) -> tuple[str, ...]:
-    """A shortest path from `source` to `target`, callees smallest name first on a tie, so
-    that it never depends on the order the edges were added in."""
-    parent: dict[str, str] = {}
-    for name in _visited(network, source, parent):
-        if name == target:
-            path = [target]
-            while path[-1] != source:
-                path.append(parent[path[-1]])
-            return tuple(reversed(path))
-    raise nx.NetworkXNoPath(f"no path from {source} to {target}")
+def paths_to(network: nx.DiGraph[str], target: str) -> dict[str, tuple[str, ...]]:
+    """A shortest path to `target` from every node that reaches it, each ending at `target`.
+
+    One breadth-first walk back from `target`, callers smallest name first, so that the paths
+    never depend on the order the edges were added in; a path per node would be a walk each.
+    """
+    paths: dict[str, tuple[str, ...]] = {target: (target,)}
+    for callee, caller in nx.bfs_edges(network, target, reverse=True, sort_neighbors=sorted):
+        paths[caller] = (caller, *paths[callee])
+    return paths
 
 
 def _visited(network: nx.DiGraph[str], start: str, parent: dict[str, str]) -> Iterator[str]:

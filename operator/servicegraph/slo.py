@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import networkx as nx
 
-from servicegraph.cycles import shortest_path
+from servicegraph.cycles import paths_to
 from servicegraph.dependents import Dependents, release
 
 if TYPE_CHECKING:
@@ -171,9 +171,9 @@ def _sync_chains(
         depth[component] = 1 - best[0]
         _, callee, caller = best
         below = chain[callee][1]
-        inside = hard.subgraph(members) if len(members) > 1 else hard
+        inside = paths_to(hard.subgraph(members), caller) if len(members) > 1 else {}
         for name in members:
-            within = (name,) if name == caller else shortest_path(inside, name, caller)
+            within = inside[name] if name != caller else (name,)
             chain[name] = (depth[component], within + below)
     return chain
 
