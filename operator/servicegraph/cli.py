@@ -486,7 +486,15 @@ def _analyze(args: argparse.Namespace) -> int:
             "drift",
         )
     }
-    report["slo"] = {node["name"]: node["slo"] for node in doc["nodes"]}
+    # As `servicegraph slo` spells them: the chain written out, where the snapshot has its
+    # next hop only.
+    report["slo"] = {
+        node["name"]: {
+            **{key: value for key, value in node["slo"].items() if key != "syncNext"},
+            "syncChain": list(graph.sync_chain(node["name"])),
+        }
+        for node in doc["nodes"]
+    }
     if polled is not None:
         report["observed"] = polled
     if args.output == "json":

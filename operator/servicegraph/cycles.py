@@ -84,16 +84,16 @@ def find_cycle(members: Iterable[str], network: nx.DiGraph[str]) -> Cycle:
     raise ValueError(f"{', '.join(ordered)} is not a strongly connected component")
 
 
-def paths_to(network: nx.DiGraph[str], target: str) -> dict[str, tuple[str, ...]]:
-    """A shortest path to `target` from every node that reaches it, each ending at `target`.
+def next_hops_to(network: nx.DiGraph[str], target: str) -> dict[str, str]:
+    """For every node that reaches `target`, its next node on a shortest path there.
 
     One breadth-first walk back from `target`, callers smallest name first, so that the paths
     never depend on the order the edges were added in; a path per node would be a walk each.
     """
-    paths: dict[str, tuple[str, ...]] = {target: (target,)}
-    for callee, caller in nx.bfs_edges(network, target, reverse=True, sort_neighbors=sorted):
-        paths[caller] = (caller, *paths[callee])
-    return paths
+    return {
+        caller: callee
+        for callee, caller in nx.bfs_edges(network, target, reverse=True, sort_neighbors=sorted)
+    }
 
 
 def _visited(network: nx.DiGraph[str], start: str, parent: dict[str, str]) -> Iterator[str]:

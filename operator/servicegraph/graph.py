@@ -302,6 +302,16 @@ class Graph:
 
         return to_networkx(to_document(self))
 
+    def sync_chain(self, service: str) -> tuple[str, ...]:
+        """The service's deepest chain of hard sync calls, starting with it: each name calls
+        the next (`ServiceSLO.sync_next`, followed)."""
+        chain = [service]
+        while (node := self.nodes.get(chain[-1])) is not None and node.slo and node.slo.sync_next:
+            chain.append(node.slo.sync_next)
+            if len(chain) > len(self.nodes):
+                raise ValueError(f"the sync chain of {service} goes round: {chain[-5:]}")
+        return tuple(chain)
+
     def impact_of(self, service: str) -> tuple[list[str], list[str]]:
         """Every service that fails with `service`, and every one that degrades, by name."""
         if service not in self.nodes:

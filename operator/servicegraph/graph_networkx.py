@@ -11,7 +11,7 @@ formats that hold nothing else (GraphML, GEXF):
 - node: label (the service name), declared, namespace, object, team, tier, role, blastRadius,
   inCycle, and from its SLO figures availability, dependencyCeiling, weakestDependency,
   unknownDependencies (comma-joined), impactFails and impactDegrades (the counts), syncDepth
-  and syncChain ("a -> b -> c");
+  and syncNext (follow it for the chain);
 - edge: stale, declared, observed, confidence; the winning attributes communicationMode,
   criticality, protocol, timeoutMs, retry.maxRetries, retry.backoffMs,
   retry.backoffMultiplier; sources ("manual,otel"); the freshest traffic requestRate,
@@ -87,7 +87,7 @@ def _flat_node(name: str, node: Mapping[str, Any]) -> dict[str, Scalar]:
             impactFails=impact.get("failsCount"),
             impactDegrades=impact.get("degradesCount"),
             syncDepth=slo.get("syncDepth"),
-            syncChain=_joined(slo.get("syncChain"), " -> "),
+            syncNext=slo.get("syncNext"),
         )
     return _scalars(flat)
 

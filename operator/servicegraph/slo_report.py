@@ -41,7 +41,7 @@ def service_report(graph: Graph, service: str, target: float | None = None) -> d
             "degradesCount": len(degrades),
         },
         "syncDepth": figures.sync_depth,
-        "syncChain": list(figures.sync_chain),
+        "syncChain": list(graph.sync_chain(service)),
     }
     if target is not None:
         known = {name: value for name, value in availability.items() if value is not None}

@@ -179,11 +179,27 @@ def graph_from_document(doc: Mapping[str, Any]) -> Graph:
         graph.acknowledged_cycles = _cycles_from_document(
             doc, "acknowledgedCycles", "acknowledgedCyclePaths", graph
         )
+        _check_sync_chains(nodes)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise SnapshotError(f"malformed snapshot document: {error!r}") from error
     if any(node.slo is None for node in nodes.values()):  # written before it held them
         set_slo_figures(graph)
     return graph
+
+
+def _check_sync_chains(nodes: Mapping[str, Node]) -> None:
+    """Every `syncNext` names a service, and following them always ends."""
+    ends: set[str] = set()
+    for name in nodes:
+        walked: list[str] = []
+        current: str | None = name
+        while current is not None and current not in ends:
+            if current in walked:
+                raise ValueError(f"syncNext goes round from {name}: {walked[-5:]}")
+            walked.append(current)
+            figures = nodes[current].slo
+            current = None if figures is None else figures.sync_next
+        ends.update(walked)
 
 
 def _cycles_from_document(
@@ -281,7 +297,7 @@ def slo_document(figures: ServiceSLO, *, moving: bool = True) -> dict[str, Any]:
             "degradesCount": figures.degrades,
         },
         "syncDepth": figures.sync_depth,
-        "syncChain": list(figures.sync_chain),
+        "syncNext": figures.sync_next,
     }
     if moving:
         doc["availability"] = figures.availability
@@ -319,7 +335,7 @@ def _slo_from_document(f: Mapping[str, Any]) -> ServiceSLO:
         fails_names=tuple(impact["fails"]),
         degrades_names=tuple(impact["degrades"]),
         sync_depth=f["syncDepth"],
-        sync_chain=tuple(f["syncChain"]),
+        sync_next=f["syncNext"],
     )
 
 

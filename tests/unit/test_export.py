@@ -417,7 +417,7 @@ NODE_FIELDS = {"name", "declared", "namespace", "object", "team", "tier", "role"
 NODE_FIELDS |= {"blastRadius", "inCycle", "slo"}
 SLO_FIELDS = {"availability", "dependencyCeiling", "weakestDependency", "unknownDependencies"}
 SLO_FIELDS |= {"impact"}
-SLO_FIELDS |= {"syncDepth", "syncChain"}
+SLO_FIELDS |= {"syncDepth", "syncNext"}
 EDGE_FIELDS = {"source", "target", "stale", "declared", "observed", "confidence"}
 EDGE_FIELDS |= {"attributes", "sources", "traffic"}
 SOURCE_FIELDS = {"kind", "confidence", "lastSeen", "attributes", "traffic"}
@@ -446,7 +446,7 @@ def flat_node(node: Mapping[str, Any]) -> dict[str, Any]:
             "impactFails": slo["impact"]["failsCount"],
             "impactDegrades": slo["impact"]["degradesCount"],
             "syncDepth": slo["syncDepth"],
-            "syncChain": " -> ".join(slo["syncChain"]),
+            "syncNext": slo["syncNext"],
         }
     )
 
@@ -541,7 +541,7 @@ def test_the_rich_document_has_every_kind_of_field() -> None:
     assert nodes["payment"]["inCycle"] and nodes["ledger"]["inCycle"]
     assert {n["role"] for n in doc["nodes"]} == {"service", "database", "virtual"}
     assert nodes["checkout"]["slo"]["unknownDependencies"] == ["cart"]
-    assert nodes["checkout"]["slo"]["syncChain"] == ["checkout", "cart", "redis"]
+    assert nodes["checkout"]["slo"]["syncNext"] == "cart"
     assert isinstance(nodes["payment"]["slo"]["availability"], float)
     assert nodes["cart"]["slo"]["availability"] is None
     assert nodes["checkout"]["slo"]["weakestDependency"] == "payment"
@@ -566,7 +566,7 @@ def test_flatten_spells_every_field_as_one_scalar() -> None:
 
     assert typed(held(flat)) == typed(flat_expectation(doc))
     assert list(flat) == [node["name"] for node in doc["nodes"]]
-    assert flat.nodes["checkout"]["syncChain"] == "checkout -> cart -> redis"
+    assert flat.nodes["checkout"]["syncNext"] == "cart"
     assert flat.nodes["cart"].keys() >= {"unknownDependencies", "dependencyCeiling"}
     assert "availability" not in flat.nodes["cart"]  # None is left out
     edge = flat.edges["checkout", "payment"]

@@ -704,8 +704,10 @@ def test_query_by_a_hostile_name_from_the_cli(tmp_path: Path) -> None:
         (lambda doc: doc["nodes"][0].update(name="\ud800"), "surrogates not allowed"),
         (lambda doc: doc["nodes"][0].pop("team"), "malformed snapshot document: KeyError('team')"),
         (lambda doc: doc.update(graph=["shop"]), "malformed snapshot document: graph is ['shop']"),
+        (lambda doc: doc["nodes"][1]["slo"].update(syncNext="a"), "syncNext goes round"),
+        (lambda doc: doc["nodes"][0]["slo"].update(syncNext="zz"), "KeyError('zz')"),
     ],
-    ids=["lone-surrogate", "missing-field", "bad-graph-ref"],
+    ids=["lone-surrogate", "missing-field", "bad-graph-ref", "sync-loop", "sync-to-nowhere"],
 )
 def test_exports_of_a_broken_snapshot_file_say_what_is_wrong(
     tmp_path: Path, output: str, change: Callable[[dict[str, Any]], object], message: str

@@ -296,8 +296,7 @@ def test_impact_names_the_first_callers_by_name_and_counts_them_all() -> None:
 def test_sync_depth_counts_a_cycle_on_the_way_once_and_the_chain_goes_through_it() -> None:
     graph = shop()
     chains = {
-        name: (figures(graph, name).sync_depth, figures(graph, name).sync_chain)
-        for name in graph.nodes
+        name: (figures(graph, name).sync_depth, graph.sync_chain(name)) for name in graph.nodes
     }
 
     assert chains["postgres"] == (0, ("postgres",))
@@ -319,7 +318,8 @@ def test_the_sync_chain_is_the_first_by_name_among_the_deepest() -> None:
         now=NOW,
     )
     api = figures(graph, "api")
-    assert (api.sync_depth, api.sync_chain) == (2, ("api", "cart", "redis"))  # not auth: 1
+    assert (api.sync_depth, graph.sync_chain("api")) == (2, ("api", "cart", "redis"))  # not auth
+    assert api.sync_next == "cart"  # what the snapshot keeps: the chain is followed from it
 
 
 # --- snapshots ----------------------------------------------------------------------------------

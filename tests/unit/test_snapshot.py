@@ -173,7 +173,7 @@ def test_nodes_say_who_declared_them_and_what_they_are() -> None:
             "unknownDependencies": ["cart", "stripe"],
             "impact": {"fails": ["search"], "failsCount": 1, "degrades": [], "degradesCount": 0},
             "syncDepth": 2,
-            "syncChain": ["checkout", "cart", "redis"],
+            "syncNext": "cart",  # then redis: the chain is checkout -> cart -> redis
         },
     }
     assert node(doc, "redis")["declared"] is False
