@@ -21,9 +21,10 @@ import networkx as nx
 
 @dataclass(frozen=True, slots=True)
 class Dependents:
-    """Who depends on whom in one network: its condensation and the callers of each node."""
+    """Who depends on whom in one network: its strongly connected components, and the callers
+    of each node. The condensation they come from is emptied once they are counted."""
 
-    condensation: nx.DiGraph[int]  # nx.condensation: `members` per node
+    members: list[set[str]]  # per component (nx.condensation's numbering)
     mapping: dict[str, int]  # the component of each node
     names: tuple[str, ...]  # bit i is names[i]
     position: dict[str, int]
@@ -35,9 +36,12 @@ class Dependents:
         condensation = nx.condensation(network)
         names = tuple(network)
         position = {name: i for i, name in enumerate(names)}
-        members = condensation.nodes(data="members")
+        # nx.condensation numbers its components 0, 1, ... in the order it adds them.
+        members: list[set[str]] = [
+            condensation.nodes[component]["members"] for component in range(len(condensation))
+        ]
         own = [0] * len(condensation)
-        for component, names_in in members:
+        for component, names_in in enumerate(members):
             for name in names_in:
                 own[component] |= 1 << position[name]
         callers = [0] * len(condensation)
@@ -47,11 +51,9 @@ class Dependents:
             for caller in condensation.pred[component]:
                 reached |= callers[caller]
             callers[component] = reached
-        return cls(condensation, condensation.graph["mapping"], names, position, callers, order)
-
-    def release(self) -> None:
-        """Give the condensation's memory back now (see `release`); the bits stay."""
-        release(self.condensation)
+        mapping = condensation.graph["mapping"]
+        release(condensation)
+        return cls(members, mapping, names, position, callers, order)
 
     def bits(self, name: str) -> int:
         """The services that reach `name` (not `name` itself), one bit each."""

@@ -456,7 +456,7 @@ def analyse(
     everyone = Dependents.of(network)
 
     acknowledged_sets = {frozenset(members) for members in acknowledged_cycles}
-    for _, members in everyone.condensation.nodes(data="members"):
+    for members in everyone.members:
         if len(members) < 2:
             continue
         for name in members:

@@ -58,10 +58,14 @@ class ServiceSLO:
 def hard_sync_network(
     network: nx.DiGraph[str], edges: Mapping[tuple[str, str], Edge]
 ) -> nx.DiGraph[str]:
-    """The edges of `network` that are hard sync calls, over all of its nodes, in its order."""
+    """The edges of `network` that are hard sync calls, over all of its nodes, in its order:
+    `network` itself when they all are (declarations default to hard sync)."""
+    calls = [key for key in network.edges if is_hard_sync(edges[key].attributes)]
+    if len(calls) == network.number_of_edges():
+        return network
     hard: nx.DiGraph[str] = nx.DiGraph()
     hard.add_nodes_from(network)
-    hard.add_edges_from(key for key in network.edges if is_hard_sync(edges[key].attributes))
+    hard.add_edges_from(calls)
     return hard
 
 
@@ -105,16 +109,17 @@ def service_slos(
     """Every service's figures, each analysis one pass over the graph.
 
     `network` is the live graph with its nodes added sorted, `everyone` its Dependents; this is
-    their last use: both are emptied (`release`) as soon as they are done with, so that the
-    memory of the live and the hard sync graphs is never needed at once.
+    the network's last use: it is emptied (`release`) as soon as it is done with, so that the
+    live and the hard sync graphs are never in memory at once.
     """
     availability = observed_availability(edges.values())
     hard = hard_sync_network(network, edges)
-    release(network)
-    everyone.release()
-    failing = Dependents.of(hard)
+    if hard is network:  # every live edge is a hard sync call: the same graph, counted once
+        failing = everyone
+    else:
+        release(network)
+        failing = Dependents.of(hard)
     chains = _sync_chains(hard, failing)
-    failing.release()
     reaching, reaching_component = everyone.callers, everyone.mapping
     failing_bits, failing_component = failing.callers, failing.mapping
     result = {}
@@ -154,7 +159,7 @@ def _sync_chains(hard: nx.DiGraph[str], failing: Dependents) -> dict[str, tuple[
     depth: dict[int, int] = {}
     chain: dict[str, tuple[int, str | None]] = {}
     for component in reversed(failing.order):
-        members: set[str] = failing.condensation.nodes[component]["members"]
+        members = failing.members[component]
         # The way out: the call into the deepest next component, smallest callee, then caller.
         best: tuple[int, str, str] | None = None
         for caller in members:
