@@ -7,6 +7,7 @@ Pure: no Kubernetes client. How the document is stored in ConfigMaps is
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -63,20 +64,23 @@ def graph_json(graph: Graph, *, graph_ref: tuple[str, str] | None = None) -> byt
     """
     head = _document_head(graph, graph_ref)
     streamed = {"nodes": _iter_node_documents, "edges": _iter_edge_documents}
-    out = bytearray(b"{")
+    # BytesIO, not bytearray: getvalue() hands over its buffer where bytes(bytearray) copies,
+    # and two copies of a 25 MiB snapshot were the operator's peak.
+    out = io.BytesIO()
+    out.write(b"{")
     for position, key in enumerate(sorted([*head, *streamed])):
-        out += b'%s"%s":' % (b"," if position else b"", key.encode())
+        out.write(b'%s"%s":' % (b"," if position else b"", key.encode()))
         if key not in streamed:
-            out += orjson.dumps(head[key], option=orjson.OPT_SORT_KEYS)
+            out.write(orjson.dumps(head[key], option=orjson.OPT_SORT_KEYS))
             continue
-        out += b"["
+        out.write(b"[")
         for index, item in enumerate(streamed[key](graph)):
             if index:
-                out += b","
-            out += orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
-        out += b"]"
-    out += b"}"
-    return bytes(out)
+                out.write(b",")
+            out.write(orjson.dumps(item, option=orjson.OPT_SORT_KEYS))
+        out.write(b"]")
+    out.write(b"}")
+    return out.getvalue()
 
 
 @without_gc
