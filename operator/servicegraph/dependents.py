@@ -27,7 +27,6 @@ class Dependents:
     members: list[set[str]]  # per component (nx.condensation's numbering)
     mapping: dict[str, int]  # the component of each node
     names: tuple[str, ...]  # bit i is names[i]
-    position: dict[str, int]
     callers: list[int]  # per component: bits of every node that reaches it, its own members too
     order: list[int]  # the components, callers before callees (nx.topological_sort)
 
@@ -53,14 +52,7 @@ class Dependents:
             callers[component] = reached
         mapping = condensation.graph["mapping"]
         release(condensation)
-        return cls(members, mapping, names, position, callers, order)
-
-    def bits(self, name: str) -> int:
-        """The services that reach `name` (not `name` itself), one bit each."""
-        return self.callers[self.mapping[name]] ^ (1 << self.position[name])
-
-    def count(self, name: str) -> int:
-        return self.bits(name).bit_count()
+        return cls(members, mapping, names, callers, order)
 
     def first_names(self, bits: int, limit: int) -> list[str]:
         """The names of the lowest `limit` bits set in `bits`: the first by name when the
