@@ -33,6 +33,7 @@ from servicegraph.graph import (
     Observation,
     Retry,
     ServiceDeclaration,
+    SourceKind,
     analyse,
 )
 
@@ -316,13 +317,9 @@ class PrometheusEndpoint(ApiModel):
         return parse_duration(self.timeout)
 
 
-class ObservedSource(ApiModel):
-    """Where observed dependencies come from: OpenTelemetry service-graph metrics."""
+class PolledSource(ApiModel):
+    """What every polled source has: how often, how far back, what is noise, how long kept."""
 
-    prometheus: PrometheusEndpoint
-    metric_prefix: Annotated[
-        str, StringConstraints(max_length=200, pattern=METRIC_PREFIX_PATTERN)
-    ] = Field("traces_service_graph", description="Prefix of the service-graph metrics.")
     interval: Annotated[Duration, DurationRange("1s", "24h")] = Field(
         "15m", description="How often to poll."
     )
@@ -351,6 +348,124 @@ class ObservedSource(ApiModel):
     @property
     def window_seconds(self) -> float:
         return parse_duration(self.window)
+
+
+DEFAULT_METRIC_PREFIX: Final = "traces_service_graph"
+MetricPrefix = Annotated[str, StringConstraints(max_length=200, pattern=METRIC_PREFIX_PATTERN)]
+
+
+class ObservedSource(PolledSource):
+    """Where observed dependencies come from: OpenTelemetry service-graph metrics.
+
+    The graph's first source, kept as it was; `spec.sources` names more, of every type."""
+
+    prometheus: PrometheusEndpoint
+    metric_prefix: MetricPrefix = Field(
+        DEFAULT_METRIC_PREFIX, description="Prefix of the service-graph metrics."
+    )
+
+
+class SourceType(StrEnum):
+    """What a source reads: OpenTelemetry service-graph metrics, a service mesh's metrics
+    (both from Prometheus), or the cluster's own workloads and Services."""
+
+    OTEL = "otel"
+    ISTIO = "istio"
+    LINKERD = "linkerd"
+    KUBERNETES = "kubernetes"
+
+
+SOURCE_KINDS: Final[Mapping[SourceType, SourceKind]] = {
+    SourceType.OTEL: SourceKind.OTEL,
+    SourceType.ISTIO: SourceKind.SERVICE_MESH,
+    SourceType.LINKERD: SourceKind.SERVICE_MESH,
+    SourceType.KUBERNETES: SourceKind.KUBERNETES,
+}
+MAX_SOURCES: Final = 8
+LEGACY_SOURCE_NAME: Final = "otel"  # what `spec.observed` is called among the sources
+RESERVED_SOURCE_NAMES: Final = frozenset({SourceKind.MANUAL.value})
+
+
+class DiscoverySource(PolledSource):
+    """One source of observed or inferred dependencies.
+
+    `otel`, `istio` and `linkerd` read a Prometheus-compatible API (each source its own:
+    Linkerd's viz extension ships its own Prometheus); `kubernetes` reads the workloads,
+    Services and ConfigMaps of the graph's namespaces through watches, and polls nothing:
+    its `interval` is how often the edges it infers are marked seen."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.type == 'kubernetes' ? !has(self.prometheus) "
+                    ": has(self.prometheus)",
+                    "message": "prometheus is required for otel, istio and linkerd sources, "
+                    "and not allowed for a kubernetes source",
+                },
+                {
+                    "rule": "!has(self.metricPrefix) || self.type == 'otel'",
+                    "message": "metricPrefix is only for otel sources",
+                },
+            ]
+        }
+    )
+
+    name: Annotated[
+        str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)
+    ] = Field(
+        description="The source's name in the status and the snapshot; unique in the graph.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self != 'manual'", "message": "'manual' names declared edges"}
+            ]
+        },
+    )
+    type: SourceType
+    prometheus: PrometheusEndpoint | None = None
+    metric_prefix: MetricPrefix | None = Field(
+        None,
+        description="Prefix of the service-graph metrics (otel only); default "
+        f"{DEFAULT_METRIC_PREFIX}.",
+    )
+
+    @model_validator(mode="after")
+    def _fits_its_type(self) -> DiscoverySource:
+        if self.name in RESERVED_SOURCE_NAMES:
+            raise PydanticCustomError("reserved_name", "'manual' names declared edges")
+        metrics = self.type != SourceType.KUBERNETES
+        if metrics != (self.prometheus is not None):
+            raise PydanticCustomError(
+                "source_prometheus",
+                "prometheus is required for otel, istio and linkerd sources, and not allowed "
+                "for a kubernetes source",
+            )
+        if self.metric_prefix is not None and self.type != SourceType.OTEL:
+            raise PydanticCustomError("source_prefix", "metricPrefix is only for otel sources")
+        return self
+
+    @property
+    def kind(self) -> SourceKind:
+        return SOURCE_KINDS[SourceType(self.type)]
+
+    @property
+    def reporter(self) -> str:
+        """The name its sightings carry (`graph.Observation.source_name`)."""
+        return self.name
+
+    @classmethod
+    def from_observed(cls, observed: ObservedSource) -> DiscoverySource:
+        """`spec.observed` as one of the sources; its sightings keep the name they always had."""
+        return cls(
+            name=LEGACY_SOURCE_NAME,
+            type=SourceType.OTEL,
+            prometheus=observed.prometheus,
+            metric_prefix=observed.metric_prefix,
+            interval=observed.interval,
+            window=observed.window,
+            min_request_rate=observed.min_request_rate,
+            retention=observed.retention,
+        )
 
 
 class GraphSelector(ApiModel):
@@ -408,31 +523,67 @@ DEFAULT_STALE_AFTER: Final = "168h"
 DEFAULT_RETENTION: Final = "720h"
 
 
-def _retention_rule() -> dict[str, JsonValue]:
-    """spec.observed.retention >= spec.staleAfter, with the defaults the API server would apply
-    (the offline check sees objects before defaulting)."""
-    stale = f"(has(self.staleAfter) ? self.staleAfter : '{DEFAULT_STALE_AFTER}')"
+_STALE_AFTER_CEL = f"(has(self.staleAfter) ? self.staleAfter : '{DEFAULT_STALE_AFTER}')"
+
+
+def _retention_rules() -> list[JsonValue]:
+    """Every source's retention >= spec.staleAfter, with the defaults the API server would
+    apply (the offline check sees objects before defaulting)."""
+    stale = _STALE_AFTER_CEL
     given = "has(self.observed) && has(self.observed.retention)"
-    return {
-        "rule": f"!({given}) || {_cel_millis('self.observed.retention')} >= {_cel_millis(stale)}",
-        "message": "observed.retention must be at least staleAfter",
-        "messageExpression": f"'observed.retention (' + ({given} ? self.observed.retention : "
-        f"'') + ') must be at least staleAfter (' + {stale} + ')'",
-    }
+    each = (
+        f"!has(self.sources) || self.sources.all(s, !has(s.retention) || "
+        f"{_cel_millis('s.retention')} >= {_cel_millis(stale)})"
+    )
+    return [
+        {
+            "rule": f"!({given}) || {_cel_millis('self.observed.retention')} >= "
+            f"{_cel_millis(stale)}",
+            "message": "observed.retention must be at least staleAfter",
+            "messageExpression": f"'observed.retention (' + ({given} ? self.observed.retention "
+            f": '') + ') must be at least staleAfter (' + {stale} + ')'",
+        },
+        {
+            "rule": each,
+            "message": "the retention of every source must be at least staleAfter",
+            "messageExpression": f"'the retention of every source must be at least "
+            f"staleAfter (' + {stale} + ')'",
+        },
+        {
+            "rule": f"!has(self.observed) || !has(self.sources) || "
+            f"self.sources.all(s, s.name != '{LEGACY_SOURCE_NAME}')",
+            "message": f"spec.observed is the source named '{LEGACY_SOURCE_NAME}': "
+            "name the others otherwise",
+        },
+        {
+            "rule": "!has(self.sources) || "
+            "self.sources.filter(s, s.type == 'kubernetes').size() <= 1",
+            "message": "at most one kubernetes source",
+        },
+    ]
 
 
-def _retention_message(retention: str, stale_after: str) -> str:
-    return f"observed.retention ({retention}) must be at least staleAfter ({stale_after})"
+def _retention_message(where: str, retention: str, stale_after: str) -> str:
+    return f"{where} ({retention}) must be at least staleAfter ({stale_after})"
 
 
 class ServiceGraphSpec(ApiModel):
     """What to merge into one graph, and how."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_retention_rule()]})
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _retention_rules()})
 
     selector: GraphSelector = Field(default_factory=GraphSelector)
     observed: ObservedSource | None = Field(
-        None, description="Observed dependencies; absent means a declared-only graph."
+        None,
+        description="OpenTelemetry service-graph metrics: the source named "
+        f"'{LEGACY_SOURCE_NAME}'. With no sources at all the graph is declared-only.",
+    )
+    sources: list[DiscoverySource] = Field(
+        default_factory=list,
+        max_length=MAX_SOURCES,
+        description="More sources: OpenTelemetry, Istio and Linkerd metrics, each from its own "
+        "Prometheus, and the cluster's own manifests (type kubernetes).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     stale_after: Annotated[Duration, DurationRange("10s", "8760h")] = Field(
         DEFAULT_STALE_AFTER, description="An observed edge not seen for this long is stale."
@@ -447,30 +598,55 @@ class ServiceGraphSpec(ApiModel):
     snapshot: SnapshotSpec = Field(default_factory=SnapshotSpec)
 
     @model_validator(mode="after")
-    def _retention_covers_staleness(self) -> ServiceGraphSpec:
-        observed = self.observed
+    def _sources_fit_together(self) -> ServiceGraphSpec:
+        names = [source.name for source in self.sources]
+        if self.observed is not None and LEGACY_SOURCE_NAME in names:
+            raise PydanticCustomError(
+                "source_name_taken",
+                f"spec.observed is the source named '{LEGACY_SOURCE_NAME}': name the others "
+                "otherwise",
+            )
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise PydanticCustomError(
+                "duplicate_source", "two sources named {name}", {"name": duplicates[0]}
+            )
+        if sum(1 for source in self.sources if source.type == SourceType.KUBERNETES) > 1:
+            raise PydanticCustomError("kubernetes_sources", "at most one kubernetes source")
+        stale = duration_millis(self.stale_after)
         if (
-            observed is not None
-            and observed.retention is not None
-            and duration_millis(observed.retention) < duration_millis(self.stale_after)
+            self.observed is not None
+            and self.observed.retention is not None
+            and duration_millis(self.observed.retention) < stale
         ):
             raise PydanticCustomError(
                 "retention_shorter_than_stale_after",
-                _retention_message(observed.retention, self.stale_after),
+                _retention_message("observed.retention", self.observed.retention, self.stale_after),
             )
+        for source in self.sources:
+            if source.retention is not None and duration_millis(source.retention) < stale:
+                raise PydanticCustomError(
+                    "retention_shorter_than_stale_after",
+                    _retention_message(
+                        f"the retention of source {source.name}", source.retention, self.stale_after
+                    ),
+                )
         return self
 
     @property
     def stale_after_seconds(self) -> float:
         return parse_duration(self.stale_after)
 
-    @property
-    def retention_seconds(self) -> float:
-        """How long observation history is kept: the given retention, else 720h or
-        staleAfter when that is longer (a stale edge must live to be seen stale)."""
-        given = self.observed.retention if self.observed is not None else None
-        if given is not None:
-            return parse_duration(given)
+    def all_sources(self) -> list[DiscoverySource]:
+        """`spec.observed` (as the source named otel) and `spec.sources`, in that order."""
+        legacy = [] if self.observed is None else [DiscoverySource.from_observed(self.observed)]
+        return [*legacy, *self.sources]
+
+    def retention_seconds(self, source: PolledSource) -> float:
+        """How long `source`'s history is kept: its retention, else 720h or staleAfter when
+        that is longer (a stale edge must live to be seen stale)."""
+        if source.retention is not None:
+            return parse_duration(source.retention)
         return max(parse_duration(DEFAULT_RETENTION), self.stale_after_seconds)
 
     def analyse(
@@ -489,7 +665,7 @@ class ServiceGraphSpec(ApiModel):
             now=now,
             stale_after=timedelta(seconds=self.stale_after_seconds),
             acknowledged_cycles=self.acknowledged_cycles,
-            observing=self.observed is not None,
+            observing=bool(self.observed is not None or self.sources),
             home_namespace=home_namespace,
         )
 

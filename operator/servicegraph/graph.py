@@ -2,8 +2,10 @@
 
 Pure: no Kubernetes, no HTTP. Every rule of the graph lives here:
 - an edge A -> B means "A calls B" (A depends on B);
-- several sources may report an edge; each keeps its own lastSeen, and the attributes of the
-  most trusted source win (manual 1.0 > service mesh 0.9 > OpenTelemetry 0.7 > kubernetes 0.5);
+- several sources may report an edge; each keeps its own lastSeen (and, for an edge inferred
+  from manifests, its evidence), and the attributes of the most trusted source win (manual 1.0
+  > service mesh 0.9 > OpenTelemetry 0.7 > kubernetes 0.5); a source is named, so two of one
+  kind (two meshes, two Prometheus servers) keep their own sightings;
 - a service that is called but never declared becomes a placeholder node (declared = False);
 - an edge is stale when no source declares it and no source has seen it within `stale_after`;
   stale edges are kept and flagged, and left out of cycles, blast radius and queries;
@@ -120,6 +122,27 @@ class Traffic:
 
 
 @dataclass(frozen=True, slots=True)
+class Evidence:
+    """Where a manifest names a dependency: the object, its container, the field and its value."""
+
+    kind: str  # Deployment, StatefulSet, DaemonSet, Job, CronJob
+    name: str
+    container: str | None
+    field: str  # e.g. env[PRODUCT_CATALOG_SERVICE_ADDR], args[2], annotations[...]
+    value: str
+    namespace: str | None = None
+
+
+class VirtualEnd(StrEnum):
+    """Which end of an observed edge is no real service (a caller outside the mesh, a
+    passthrough): that node is marked virtual unless something declares it."""
+
+    NONE = ""
+    SOURCE = "source"
+    TARGET = "target"
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceDeclaration:
     """One ServiceDependency object, reduced to what the graph needs."""
 
@@ -141,10 +164,18 @@ class Observation:
     last_seen: datetime
     attributes: EdgeAttributes = EdgeAttributes()
     traffic: Traffic | None = None
+    source_name: str = ""  # the ServiceGraph's name for the source; "" means its kind
+    evidence: tuple[Evidence, ...] = ()
+    virtual: VirtualEnd = VirtualEnd.NONE
 
     @property
-    def key(self) -> tuple[str, str, SourceKind]:
-        return (self.source, self.target, self.kind)
+    def reporter(self) -> str:
+        """The source that saw it: its name, or its kind when it has none."""
+        return self.source_name or self.kind.value
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.source, self.target, self.reporter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,10 +186,17 @@ class Sighting:
     last_seen: datetime | None  # None for a declaration: it holds as long as the object exists
     attributes: EdgeAttributes
     traffic: Traffic | None = None
+    name: str = ""  # the source's name (see `Observation.source_name`); "" means its kind
+    evidence: tuple[Evidence, ...] = ()
+    virtual: VirtualEnd = VirtualEnd.NONE
 
     @property
     def confidence(self) -> float:
         return CONFIDENCE[self.kind]
+
+    @property
+    def reporter(self) -> str:
+        return self.name or self.kind.value
 
 
 @dataclass(slots=True)
@@ -179,7 +217,7 @@ class Node:
 class Edge:
     source: str
     target: str
-    sources: dict[SourceKind, Sighting]
+    sources: dict[str, Sighting]  # by reporter: "manual" for the declaration, else source names
     stale: bool = False
 
     @property
@@ -187,7 +225,13 @@ class Edge:
         declared = self.sources.get(SourceKind.MANUAL)
         if declared is not None:  # the most trusted, and most edges are declared
             return declared
-        return max(self.sources.values(), key=lambda s: s.confidence)
+        if len(self.sources) == 1:
+            return next(iter(self.sources.values()))
+        # Two sources of one kind: the one seen last, then by name, so input order never decides.
+        return max(
+            self.sources.values(),
+            key=lambda s: (s.confidence, s.last_seen.timestamp() if s.last_seen else 0.0, s.name),
+        )
 
     @property
     def attributes(self) -> EdgeAttributes:
@@ -203,7 +247,7 @@ class Edge:
 
     @property
     def observed(self) -> bool:
-        return any(kind != SourceKind.MANUAL for kind in self.sources)
+        return any(s.kind != SourceKind.MANUAL for s in self.sources.values())
 
     @property
     def traffic(self) -> Traffic | None:
@@ -382,7 +426,7 @@ def merge_observations(
     lastSeen is kept to the whole second, so a snapshot does not change with every poll's
     microseconds. Call `prune_observations` after it, or the history grows for ever.
     """
-    merged: dict[tuple[str, str, SourceKind], Observation] = {}
+    merged: dict[tuple[str, str, str], Observation] = {}
     for obs in (*previous, *current):
         obs = _to_the_second(obs)
         old = merged.get(obs.key)
@@ -440,8 +484,8 @@ def analyse(
         declared = SourceKind.MANUAL in edge.sources
         seen = any(
             s.last_seen is not None and s.last_seen >= horizon
-            for kind, s in edge.sources.items()
-            if kind != SourceKind.MANUAL
+            for s in edge.sources.values()
+            if s.kind != SourceKind.MANUAL
         )
         edge.stale = not declared and not seen
         if declared and observing and not seen:
@@ -527,15 +571,28 @@ def _merge(
         edge = edges.get((obs.source, obs.target))
         if edge is None:
             edge = edges[(obs.source, obs.target)] = Edge(obs.source, obs.target, {})
-        known = edge.sources.get(obs.kind)
+        known = edge.sources.get(obs.reporter)
         if known is None or (known.last_seen is not None and obs.last_seen >= known.last_seen):
-            edge.sources[obs.kind] = Sighting(obs.kind, obs.last_seen, obs.attributes, obs.traffic)
+            edge.sources[obs.reporter] = Sighting(
+                obs.kind,
+                obs.last_seen,
+                obs.attributes,
+                obs.traffic,
+                obs.source_name,
+                obs.evidence,
+                obs.virtual,
+            )
 
     for source, target in edges:
         for name in (source, target):
             if name not in nodes:
                 nodes[name] = Node(name, declared=False)
     for edge in edges.values():
+        for sighting in edge.sources.values():
+            if sighting.virtual:
+                end = edge.source if sighting.virtual == VirtualEnd.SOURCE else edge.target
+                if not nodes[end].declared:
+                    nodes[end].role = NodeRole.VIRTUAL
         if nodes[edge.target].declared:
             continue
         traffic = edge.traffic

@@ -238,7 +238,7 @@ class GraphLoop:
         selected = self._selected(mine)
         declarations = [dep.declaration for dep in selected if dep.declaration is not None]
         if spec.observed is not None:
-            pruned = self.poller.prune(now, spec.retention_seconds)
+            pruned = self.poller.prune(now, spec.retention_seconds(spec.observed))
             if pruned:
                 METRICS.pruned_observations.labels(self.namespace, self.name).inc(pruned)
         span_attributes = {"servicegraph.namespace": self.namespace, "servicegraph.name": self.name}

@@ -40,6 +40,7 @@ import httpx
 
 from servicegraph import __version__
 from servicegraph.api import (
+    DEFAULT_METRIC_PREFIX,
     DURATION_PATTERN,
     METRIC_PREFIX_PATTERN,
     ObservedSource,
@@ -50,7 +51,6 @@ from servicegraph.graph import EdgeAttributes, Observation, SourceKind, Traffic
 
 log = logging.getLogger(__name__)
 
-DEFAULT_METRIC_PREFIX: Final = "traces_service_graph"
 MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
 MAX_BACKOFF_SECONDS: Final = 30.0
 _JITTER = random.Random()

@@ -74,17 +74,17 @@ def observed_availability(edges: Iterable[Edge]) -> dict[str, float]:
     live = [edge for edge in edges if not edge.stale]
     latest: dict[str, datetime] = {}
     for edge in live:
-        for kind, sighting in edge.sources.items():
+        for reporter, sighting in edge.sources.items():
             if sighting.traffic is not None and sighting.last_seen is not None:
-                known = latest.get(kind)
+                known = latest.get(reporter)
                 if known is None or sighting.last_seen > known:
-                    latest[kind] = sighting.last_seen
+                    latest[reporter] = sighting.last_seen
     # per service: confidence of the best source so far, its request and failed rates
     totals: dict[str, tuple[float, list[float], list[float]]] = {}
     for edge in live:
-        for kind, sighting in edge.sources.items():
+        for reporter, sighting in edge.sources.items():
             traffic = sighting.traffic
-            if traffic is None or sighting.last_seen != latest.get(kind):
+            if traffic is None or sighting.last_seen != latest.get(reporter):
                 continue
             confidence, rates, failed = totals.get(edge.target, (-1.0, [], []))
             if sighting.confidence > confidence:

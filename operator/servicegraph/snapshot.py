@@ -19,6 +19,7 @@ from servicegraph.graph import (
     Conflict,
     Edge,
     EdgeAttributes,
+    Evidence,
     Graph,
     Node,
     NodeRole,
@@ -28,6 +29,7 @@ from servicegraph.graph import (
     SourceKind,
     Summary,
     Traffic,
+    VirtualEnd,
     set_slo_figures,
     without_gc,
 )
@@ -98,10 +100,14 @@ def topology_of(graph: Graph) -> str:
         digest.update(orjson.dumps(node, option=orjson.OPT_SORT_KEYS))
     for key in sorted(graph.edges):
         edge = graph.edges[key]
-        kinds = sorted(kind.value for kind in edge.sources)
+        # Evidence changes with a manifest, never with a poll: part of the shape.
+        reporters = [
+            [name, [_evidence_document(e) for e in edge.sources[name].evidence]]
+            for name in sorted(edge.sources)
+        ]
         attributes = _attributes_document(edge.attributes)
         digest.update(
-            orjson.dumps([*key, edge.stale, kinds, attributes], option=orjson.OPT_SORT_KEYS)
+            orjson.dumps([*key, edge.stale, reporters, attributes], option=orjson.OPT_SORT_KEYS)
         )
     return digest.hexdigest()[:16]
 
@@ -227,14 +233,17 @@ def observations_from_document(doc: Mapping[str, Any]) -> list[Observation]:
         Observation(
             edge.source,
             edge.target,
-            kind,
+            sighting.kind,
             sighting.last_seen,
             sighting.attributes,
             sighting.traffic,
+            sighting.name,
+            sighting.evidence,
+            sighting.virtual,
         )
         for edge in graph.edges.values()
-        for kind, sighting in edge.sources.items()
-        if kind != SourceKind.MANUAL and sighting.last_seen is not None
+        for sighting in edge.sources.values()
+        if sighting.kind != SourceKind.MANUAL and sighting.last_seen is not None
     ]
 
 
@@ -366,7 +375,9 @@ def _iter_edge_documents(graph: Graph) -> Iterator[dict[str, Any]]:
     for key in sorted(graph.edges):
         edge = graph.edges[key]
         winner, traffic = edge.winner, edge.traffic
-        sightings = sorted(edge.sources.values(), key=lambda s: (-s.confidence, s.kind.value))
+        sightings = sorted(
+            edge.sources.values(), key=lambda s: (-s.confidence, s.kind.value, s.name)
+        )
         sources = []
         for sighting in sightings:
             source: dict[str, Any] = {
@@ -374,6 +385,12 @@ def _iter_edge_documents(graph: Graph) -> Iterator[dict[str, Any]]:
                 "confidence": sighting.confidence,
                 "lastSeen": moment(sighting.last_seen),
             }
+            if sighting.name and sighting.name != sighting.kind.value:
+                source["name"] = sighting.name
+            if sighting.evidence:
+                source["evidence"] = [_evidence_document(e) for e in sighting.evidence]
+            if sighting.virtual:
+                source["virtual"] = sighting.virtual.value
             # The edge already shows the winner's attributes and the freshest traffic.
             if sighting.attributes != winner.attributes:
                 source["attributes"] = rendered(sighting.attributes)
@@ -409,7 +426,7 @@ def _edge_from_document(e: Mapping[str, Any]) -> Edge:
     ]
     if not sightings:
         raise ValueError(f"edge {e['source']} -> {e['target']} has no sources")
-    return Edge(e["source"], e["target"], {s.kind: s for s in sightings}, stale=e["stale"])
+    return Edge(e["source"], e["target"], {s.reporter: s for s in sightings}, stale=e["stale"])
 
 
 def _sighting_from_document(
@@ -428,6 +445,33 @@ def _sighting_from_document(
         last_seen=None if s["lastSeen"] is None else _parse_timestamp(s["lastSeen"]),
         attributes=edge_attributes if attributes is None else _attributes_from_document(attributes),
         traffic=own_traffic,
+        name=s.get("name", ""),
+        evidence=tuple(_evidence_from_document(e) for e in s.get("evidence", ())),
+        virtual=VirtualEnd(s.get("virtual", "")),
+    )
+
+
+def _evidence_document(evidence: Evidence) -> dict[str, Any]:
+    doc = {
+        "kind": evidence.kind,
+        "name": evidence.name,
+        "container": evidence.container,
+        "field": evidence.field,
+        "value": evidence.value,
+    }
+    if evidence.namespace is not None:
+        doc["namespace"] = evidence.namespace
+    return doc
+
+
+def _evidence_from_document(e: Mapping[str, Any]) -> Evidence:
+    return Evidence(
+        kind=e["kind"],
+        name=e["name"],
+        container=e["container"],
+        field=e["field"],
+        value=e["value"],
+        namespace=e.get("namespace"),
     )
 
 

@@ -108,15 +108,19 @@ def test_defaults_and_seconds() -> None:
     assert spec.observed.interval_seconds == 900
     assert spec.observed.window_seconds == 3600
     assert spec.observed.retention is None
-    assert spec.retention_seconds == 30 * 86400
+    assert spec.retention_seconds(spec.observed) == 30 * 86400
     longer = ServiceGraphSpec.model_validate(
         {"observed": {"prometheus": PROMETHEUS}, "staleAfter": "1000h"}
     )
-    assert longer.retention_seconds == 1000 * 3600  # a stale edge lives to be seen stale
+    assert longer.observed is not None
+    assert (
+        longer.retention_seconds(longer.observed) == 1000 * 3600
+    )  # a stale edge lives to be seen stale
     given = ServiceGraphSpec.model_validate(
         {"observed": {"prometheus": PROMETHEUS, "retention": "200h"}}
     )
-    assert given.retention_seconds == 200 * 3600
+    assert given.observed is not None
+    assert given.retention_seconds(given.observed) == 200 * 3600
     assert spec.observed.prometheus.timeout_seconds == 30
     assert spec.stale_after_seconds == 7 * 86400
     assert spec.snapshot.min_interval == "5m"
