@@ -498,10 +498,15 @@ class GraphSelector(ApiModel):
 
     def selects(self, namespace: str | None, labels: Mapping[str, str], home: str | None) -> bool:
         """Whether an object in `namespace` with `labels` belongs to a graph living in `home`."""
-        namespaces: list[str | None] = [*self.namespaces] or [home]
-        if "*" not in namespaces and namespace not in namespaces:
+        if not self.selects_namespace(namespace, home):
             return False
         return all(labels.get(key) == value for key, value in self.match_labels.items())
+
+    def selects_namespace(self, namespace: str | None, home: str | None) -> bool:
+        """Whether the graph reads `namespace`: its ServiceDependency objects, and for a
+        kubernetes source its workloads, Services and ConfigMaps (labels do not apply)."""
+        namespaces: list[str | None] = [*self.namespaces] or [home]
+        return "*" in namespaces or namespace in namespaces
 
 
 class SnapshotSpec(ApiModel):
@@ -677,6 +682,29 @@ class ObservedStatus(ApiModel):
     series: int | None = Field(None, ge=0)
 
 
+MAX_SOURCE_STATUSES: Final = MAX_SOURCES + 1  # spec.sources and spec.observed
+
+
+class SourceStatus(ApiModel):
+    """What one source has shown so far."""
+
+    name: StatusName
+    type: Annotated[str, StringConstraints(max_length=63)]
+    healthy: bool | None = Field(None, description="Absent until its first poll.")
+    reason: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    last_poll_time: Timestamp | None = Field(None, json_schema_extra={"format": "date-time"})
+    last_success_time: Timestamp | None = Field(None, json_schema_extra={"format": "date-time"})
+    last_error: Annotated[str, StringConstraints(max_length=MAX_LAST_ERROR)] | None = None
+    edges: int | None = Field(None, ge=0, description="Edges its last poll reported.")
+    series: int | None = Field(None, ge=0, description="Series in its last answers (metrics).")
+    objects: int | None = Field(
+        None, ge=0, description="Workloads, Services and ConfigMaps read (kubernetes)."
+    )
+    unresolved: int | None = Field(
+        None, ge=0, description="References to a name no Service in scope carries (kubernetes)."
+    )
+
+
 class SnapshotStatus(ApiModel):
     config_map: StatusName | None = None
     revision: Annotated[str, StringConstraints(max_length=128)] | None = None
@@ -732,6 +760,11 @@ class ServiceGraphStatus(ApiModel):
         "lowest first.",
     )
     observed: ObservedStatus | None = None
+    sources: list[SourceStatus] = Field(
+        default_factory=list,
+        max_length=MAX_SOURCE_STATUSES,
+        description="Each source's health and figures, spec.observed (named otel) first.",
+    )
     snapshot: SnapshotStatus | None = None
 
 

@@ -212,6 +212,13 @@ def _run_parser(run: argparse.ArgumentParser) -> None:
         "plain: lines for people (SERVICEGRAPH_LOG_FORMAT)",
     )
     run.add_argument(
+        "--watch-manifests",
+        action=argparse.BooleanOptionalAction,
+        default=env.watch_manifests,
+        help="watch Deployments, StatefulSets, DaemonSets, Jobs, CronJobs, Services and "
+        "ConfigMaps for graphs with a kubernetes source (SERVICEGRAPH_WATCH_MANIFESTS)",
+    )
+    run.add_argument(
         "--debug",
         action=argparse.BooleanOptionalAction,
         default=env.debug,
@@ -237,6 +244,7 @@ def _run(args: argparse.Namespace) -> int:
             metrics_port=args.metrics_port,
             log_format=args.log_format,
             debug=args.debug,
+            watch_manifests=args.watch_manifests,
         )
     )
     return 0

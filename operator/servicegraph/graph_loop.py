@@ -7,7 +7,6 @@ in a worker thread, so the event loop keeps serving watches and the liveness pro
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -15,18 +14,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 from servicegraph import snapshot
-from servicegraph.api import API_VERSION, SERVICE_GRAPH, ServiceGraphSpec
+from servicegraph.api import (
+    API_VERSION,
+    LEGACY_SOURCE_NAME,
+    SERVICE_GRAPH,
+    ServiceGraphSpec,
+    SourceType,
+)
 from servicegraph.backoff import retry_delay
 from servicegraph.cycle_events import CycleEvents, PostEvent
 from servicegraph.dependency_statuses import DependencyStatuses
-from servicegraph.graph import Graph, Observation, ServiceDeclaration
+from servicegraph.graph import Graph, Observation, ServiceDeclaration, SourceKind
 from servicegraph.indexing import IndexedDependency, IndexedGraph
+from servicegraph.inference import ManifestEntry
 from servicegraph.kube import Kube, KubeError
-from servicegraph.polling import INVALID_CONFIGURATION, ObservedPoller
+from servicegraph.manifest_source import ManifestSource
+from servicegraph.polling import INVALID_CONFIGURATION, SourcePollers
 from servicegraph.settings import OperatorSettings
 from servicegraph.signals import ChangeSignal, SignalHub
 from servicegraph.snapshot_store import SnapshotConflict, SnapshotStore
-from servicegraph.status import comparable, graph_status, invalid_graph_status
+from servicegraph.status import ObservedState, comparable, graph_status, invalid_graph_status
 from servicegraph.telemetry import METRICS, TRACER
 from servicegraph.tenancy import Tenancy
 from servicegraph.workers import off_the_loop
@@ -73,6 +80,7 @@ class GraphLoop:
         graphs: Callable[[], Iterable[IndexedGraph]],
         post_event: PostEvent,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+        manifests: Callable[[], Iterable[ManifestEntry]] | None = None,
     ) -> None:
         self.body = body
         self.kube = kube
@@ -82,19 +90,20 @@ class GraphLoop:
         self.signal = ChangeSignal()  # this loop's own, registered while it runs
         self.dependencies = dependencies
         self.graphs = graphs
+        self.manifests = manifests  # None: the operator watches no workloads
         self.post_event = post_event
         self.logger = logger
         self.namespace: str = body["metadata"]["namespace"]
         self.name: str = body["metadata"]["name"]
         self.ref = f"{self.namespace}/{self.name}"
-        self.poller = ObservedPoller(
+        self.pollers = SourcePollers(
             namespace=self.namespace,
             name=self.name,
-            spec=self.spec,
             kube=kube,
             on_poll=lambda: self.signal.notify(),
             logger=logger,
         )
+        self.manifest_source = ManifestSource()
         self.store = SnapshotStore(
             kube=kube,
             namespace=self.namespace,
@@ -120,7 +129,7 @@ class GraphLoop:
     async def run(self) -> None:
         self.signals.add(self.signal, self.selects)
         await self.restore()
-        poller = asyncio.create_task(self.poller.run(), name=f"poll {self.ref}")
+        self._sync_sources(self.spec())
         try:
             failures = 0
             while True:
@@ -142,7 +151,7 @@ class GraphLoop:
                     timeout = max(0.0, min(timeout, due))
                 await self._wait_for_change(handled, timeout)
         finally:
-            poller.cancel()
+            self.pollers.stop()
             self.signals.discard(self.signal)
             METRICS.forget_graph(self.namespace, self.name)
 
@@ -163,9 +172,10 @@ class GraphLoop:
         raw = self.body.get("spec") or {}
         if self._spec is None or self._spec[0] != raw:
             parsed = IndexedGraph.from_object(self.namespace, self.name, raw)
-            if self._spec is not None:
-                self.poller.wake.set()  # poll at once with the new settings
+            started = self._spec is not None
             self._spec = (dict(raw), parsed)
+            if started:
+                self._sync_sources(parsed.spec)  # a changed source polls at once
             if parsed.spec is None:
                 self.logger.error(f"ServiceGraph {self.ref} has an invalid spec: {parsed.error}")
         return self._spec[1]
@@ -174,8 +184,26 @@ class GraphLoop:
         """The current spec; None while it is invalid."""
         return self.indexed().spec
 
-    def selects(self, dep: IndexedDependency) -> bool:
-        return self.indexed().selects(dep, self.tenancy)
+    def _sync_sources(self, spec: ServiceGraphSpec | None) -> None:
+        """Pollers for the spec's Prometheus sources; an invalid spec keeps those it had."""
+        if spec is not None:
+            self.pollers.sync(spec.all_sources())
+
+    def selects(self, entry: IndexedDependency | ManifestEntry) -> bool:
+        """Whether a change of `entry` concerns this graph: a ServiceDependency it selects, or
+        a workload, Service or ConfigMap in a namespace its kubernetes source reads."""
+        mine = self.indexed()
+        if isinstance(entry, IndexedDependency):
+            return mine.selects(entry, self.tenancy)
+        return self._reads_manifests_of(mine.spec, entry.namespace)
+
+    def _reads_manifests_of(self, spec: ServiceGraphSpec | None, namespace: str) -> bool:
+        return (
+            spec is not None
+            and any(s.type == SourceType.KUBERNETES for s in spec.sources)
+            and spec.selector.selects_namespace(namespace, self.namespace)
+            and self.tenancy.may_read(self.namespace, namespace)
+        )
 
     @property
     def snapshot_name(self) -> str:
@@ -191,15 +219,23 @@ class GraphLoop:
         )
         if doc is None:
             return
-        self.poller.restore(
-            snapshot.observations_from_document(doc), dict(status.get("observed") or {})
-        )
+        restored = snapshot.observations_from_document(doc)
+        states = {
+            str(entry.get("name")): entry
+            for entry in status.get("sources") or []
+            if isinstance(entry, dict)
+        }
+        states.setdefault(LEGACY_SOURCE_NAME, dict(status.get("observed") or {}))
+        inferred = [obs for obs in restored if obs.kind == SourceKind.KUBERNETES]
+        self.pollers.restore([obs for obs in restored if obs.kind != SourceKind.KUBERNETES], states)
+        if inferred:
+            self.manifest_source.restore(inferred, states.get(inferred[0].reporter, {}))
         self.cycle_events.restore(doc["cycles"])
         stored = self.store.stored
         assert stored is not None
         self.logger.info(
             f"reloaded snapshot {stored.name} (revision {stored.revision}, "
-            f"{len(self.poller.observations)} observed edges)"
+            f"{len(restored)} observed edges)"
         )
 
     async def reconcile(self) -> None:
@@ -237,10 +273,12 @@ class GraphLoop:
             return
         selected = self._selected(mine)
         declarations = [dep.declaration for dep in selected if dep.declaration is not None]
-        if spec.observed is not None:
-            pruned = self.poller.prune(now, spec.retention_seconds(spec.observed))
-            if pruned:
-                METRICS.pruned_observations.labels(self.namespace, self.name).inc(pruned)
+        self._sync_sources(spec)
+        pruned = self.pollers.prune(now, spec.retention_seconds)
+        if pruned:
+            METRICS.pruned_observations.labels(self.namespace, self.name).inc(pruned)
+        await self._infer(spec, now)
+        observations = [*self.pollers.observations(), *self.manifest_source.observations]
         span_attributes = {"servicegraph.namespace": self.namespace, "servicegraph.name": self.name}
         with (
             TRACER.start_as_current_span(
@@ -252,7 +290,7 @@ class GraphLoop:
                 analyse,
                 spec,
                 declarations,
-                self.poller.observations,
+                observations,
                 graph_ref=(self.namespace, self.name),
                 now=now,
             )
@@ -271,16 +309,22 @@ class GraphLoop:
         METRICS.record_graph(self.namespace, self.name, summary)
 
         problem, failure = await self._write_snapshot(result, spec, now)
-        if spec.observed is not None and self.poller.state.reason == INVALID_CONFIGURATION:
-            problem = problem or (INVALID_CONFIGURATION, self.poller.state.message)
+        states = self._source_states(spec)
+        invalid = next((s for s in states if s.reason == INVALID_CONFIGURATION), None)
+        if invalid is not None:
+            problem = problem or (
+                INVALID_CONFIGURATION,
+                f"source {invalid.name}: {invalid.message}",
+            )
         status = graph_status(
             result.graph,
             generation=generation,
             previous=previous,
             snapshot=self.store.info(),
             problem=problem,
-            observed=self.poller.state if spec.observed is not None else None,
+            observed=states[0] if spec.observed is not None else None,
             now=now,
+            sources=states,
         )
         if self.deferred_until is not None and "lowestCeilings" in previous:
             # The status says what the snapshot says: while a snapshot whose figures moved is
@@ -339,6 +383,34 @@ class GraphLoop:
         await self.statuses.write(
             selected, self.dependencies, list(self.graphs()), None, datetime.now(UTC)
         )
+
+    async def _infer(self, spec: ServiceGraphSpec, now: datetime) -> None:
+        """The kubernetes source's edges, from the indexed objects of the graph's namespaces."""
+        source = next((s for s in spec.sources if s.type == SourceType.KUBERNETES), None)
+        if source is None:
+            self.manifest_source = ManifestSource()
+            return
+        entries = (
+            None
+            if self.manifests is None
+            else [e for e in self.manifests() if self._reads_manifests_of(spec, e.namespace)]
+        )
+        await off_the_loop(self.manifest_source.observe, source, entries, now=now)
+
+    def _source_states(self, spec: ServiceGraphSpec) -> list[ObservedState]:
+        """Each source's state, in the spec's order (spec.observed first)."""
+        states = []
+        for source in spec.all_sources():
+            if source.type == SourceType.KUBERNETES:
+                state = self.manifest_source.state
+            else:
+                poller = self.pollers.pollers.get(source.name)
+                state = None if poller is None else poller.state
+            states.append(
+                state
+                or ObservedState(None, "Pending", "no poll yet", name=source.name, type=source.type)
+            )
+        return states
 
     def _selected(self, mine: IndexedGraph) -> list[IndexedDependency]:
         return [dep for dep in self.dependencies() if mine.selects(dep, self.tenancy)]

@@ -20,9 +20,11 @@ import kopf
 from servicegraph.api import GROUP, SERVICE_DEPENDENCY, SERVICE_GRAPH, VERSION
 from servicegraph.graph_loop import GraphLoop
 from servicegraph.indexing import IndexedDependency, IndexedGraph
+from servicegraph.inference import ManifestEntry, entry_of
 from servicegraph.kube import Kube, KubeError, load_client
 from servicegraph.settings import OperatorSettings, own_namespace
 from servicegraph.signals import SignalHub
+from servicegraph.snapshot_configmaps import SNAPSHOT_LABEL
 from servicegraph.telemetry import configure_tracing, count_watch_restarts, serve_metrics
 from servicegraph.tenancy import Tenancy, granted_to, platform_namespaces
 
@@ -141,6 +143,48 @@ async def wake_on_namespace(*, name: str, memo: Any, **kwargs: Any) -> None:
         await memo["signals"].notify_all()
 
 
+# What a kubernetes source reads, watched only with --watch-manifests: (group, version, plural).
+MANIFEST_RESOURCES = (
+    ("apps", "v1", "deployments"),
+    ("apps", "v1", "statefulsets"),
+    ("apps", "v1", "daemonsets"),
+    ("batch", "v1", "jobs"),
+    ("batch", "v1", "cronjobs"),
+    ("", "v1", "services"),
+    ("", "v1", "configmaps"),
+)
+
+
+def _manifest_index_name(plural: str) -> str:
+    return f"{plural}_index"
+
+
+async def manifest_index(
+    *, body: kopf.Body, namespace: str | None, name: str, labels: Mapping[str, str], **_: Any
+) -> dict[tuple[str, str], ManifestEntry] | None:
+    """What inference needs of a workload, Service or ConfigMap; our snapshots are skipped
+    (megabytes of graph, and no workload reads them)."""
+    if SNAPSHOT_LABEL in labels:
+        return None
+    entry = entry_of(body)
+    return None if entry is None else {(namespace or "", name): entry}
+
+
+async def wake_on_manifest(
+    *, resource: kopf.Resource, namespace: str | None, name: str, memo: Any, **kwargs: Any
+) -> None:
+    key = (namespace or "", name)
+    entry = _entry(kwargs[_manifest_index_name(resource.plural)], key)
+    changed, before = _remember(memo, resource.plural, key, entry)
+    if changed:
+        await memo["signals"].notify_selecting(before, entry)
+
+
+def _manifests(kwargs: Mapping[str, Any]) -> Iterable[ManifestEntry]:
+    for _, _, plural in MANIFEST_RESOURCES:
+        yield from _values(kwargs[_manifest_index_name(plural)])
+
+
 def _entry(index: kopf.Index[Any, Any], key: Any) -> Any:
     store = index.get(key)
     return next(iter(store), None) if store is not None else None
@@ -187,6 +231,7 @@ async def graph_daemon(
         graphs=lambda: _values(graphs),
         post_event=post_event,
         logger=logger,
+        manifests=(lambda: _manifests(kwargs)) if memo["settings"].watch_manifests else None,
     )
     # Run until Kopf asks the daemon to stop (graph deleted, operator exiting), then stop the
     # loop ourselves: an exit Kopf has to force looks like a failure in the logs.
@@ -229,6 +274,11 @@ def run(settings: OperatorSettings) -> None:
         # limited to some namespaces lets only platform namespaces select across them.
         kopf.index("", "v1", "namespaces")(namespace_index)
         kopf.on.event("", "v1", "namespaces")(wake_on_namespace)
+    if settings.watch_manifests:
+        for group, version, plural in MANIFEST_RESOURCES:
+            index_name = _manifest_index_name(plural)
+            kopf.index(group, version, plural, id=index_name)(manifest_index)
+            kopf.on.event(group, version, plural, id=f"wake_on_{plural}")(wake_on_manifest)
     if configure_tracing():
         logging.getLogger(__name__).info("exporting traces over OTLP")
     asyncio.run(

@@ -1,7 +1,9 @@
-"""A ServiceGraph's poll of its observed source: Prometheus every `spec.observed.interval`.
+"""A ServiceGraph's polls of its Prometheus sources: each source every its own `interval`.
 
-Keeps the observation history (lastSeen per edge) across polls and failures: a broken
-Prometheus never takes observed edges out of the graph, it only stops refreshing them.
+Each source keeps its own observation history (lastSeen per edge) across polls and failures:
+a broken Prometheus never takes observed edges out of the graph, it only stops refreshing
+them, and one source's failure touches no other source's edges. The kubernetes source polls
+nothing (see `manifest_source`).
 """
 
 from __future__ import annotations
@@ -9,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from servicegraph.api import ObservedSource, SecretKeyRef, ServiceGraphSpec
+from servicegraph.api import DiscoverySource, SecretKeyRef, SourceType
 from servicegraph.graph import Observation, merge_observations, prune_observations
 from servicegraph.kube import Kube, KubeError
 from servicegraph.observed import ObservedSourceError, PrometheusQuery, poll
@@ -21,31 +23,38 @@ from servicegraph.status import ObservedState, timestamp
 from servicegraph.telemetry import METRICS, TRACER
 
 INVALID_CONFIGURATION = "InvalidConfiguration"
-IDLE_RECHECK = 30.0  # seconds between looks at a spec without an observed source
 
 
-class ObservedPoller:
+def pending(source: DiscoverySource, message: str = "no poll yet") -> ObservedState:
+    return ObservedState(
+        healthy=None, reason="Pending", message=message, name=source.name, type=source.type
+    )
+
+
+class SourcePoller:
+    """One Prometheus source of one graph: its history, its health, its poll loop."""
+
     def __init__(
         self,
         *,
         namespace: str,
         name: str,
-        spec: Callable[[], ServiceGraphSpec | None],
+        source: DiscoverySource,
         kube: Kube,
         on_poll: Callable[[], Awaitable[None]],
         logger: logging.Logger | logging.LoggerAdapter[Any],
     ) -> None:
         self.namespace = namespace
-        self.name = name
-        self.spec = spec
+        self.graph_name = name
+        self.source = source  # replaced when the spec changes; the next poll uses the new one
         self.kube = kube
         self.on_poll = on_poll
         self.logger = logger
         self.observations: list[Observation] = []
-        self.state = ObservedState(healthy=None, reason="Pending", message="no poll yet")
+        self.state = pending(source)
         self.wake = asyncio.Event()  # set when the spec changed: poll now, with the new one
 
-    def restore(self, observations: list[Observation], previous: dict[str, Any]) -> None:
+    def restore(self, observations: list[Observation], previous: Mapping[str, Any]) -> None:
         """History from the last snapshot; the last success from the status, until a poll."""
         self.observations = observations
         self.state = ObservedState(
@@ -56,10 +65,13 @@ class ObservedPoller:
             last_success_time=previous.get("lastSuccessTime"),
             last_error=previous.get("lastError"),
             series=previous.get("series"),
+            edges=previous.get("edges"),
+            name=self.source.name,
+            type=self.source.type,
         )
 
     def prune(self, now: datetime, retention: float) -> int:
-        """Forget what no source has seen within `retention` seconds; how many were dropped."""
+        """Forget what this source has not seen within `retention` seconds; how many went."""
         self.observations, pruned = prune_observations(
             self.observations, now=now, retention=timedelta(seconds=retention)
         )
@@ -67,35 +79,36 @@ class ObservedPoller:
 
     async def run(self) -> None:
         while True:
-            spec = self.spec()
-            delay = IDLE_RECHECK
-            if spec is not None and spec.observed is not None:
-                await self.poll_once(spec.observed)
-                await self.on_poll()
-                delay = spec.observed.interval_seconds
+            await self.poll_once(self.source)
+            await self.on_poll()
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), delay)
+                await asyncio.wait_for(self.wake.wait(), self.source.interval_seconds)
 
-    async def poll_once(self, source: ObservedSource) -> None:
-        attributes = {"servicegraph.namespace": self.namespace, "servicegraph.name": self.name}
+    async def poll_once(self, source: DiscoverySource) -> None:
+        labels = (self.namespace, self.graph_name, source.name)
+        attributes = {
+            "servicegraph.namespace": self.namespace,
+            "servicegraph.name": self.graph_name,
+            "servicegraph.source": source.name,
+            "servicegraph.source_type": str(source.type),
+        }
         with (
             TRACER.start_as_current_span("servicegraph.poll", attributes=attributes) as span,
-            METRICS.poll_seconds.labels(self.namespace, self.name).time(),
+            METRICS.poll_seconds.labels(*labels).time(),
         ):
             await self._poll_once(source)
             span.set_attribute("servicegraph.healthy", bool(self.state.healthy))
             span.set_attribute("servicegraph.series", self.state.series or 0)
             if not self.state.healthy:
                 span.set_attribute("servicegraph.error_reason", self.state.reason)
-        METRICS.observed_healthy.labels(self.namespace, self.name).set(
-            1 if self.state.healthy else 0
-        )
+        METRICS.observed_healthy.labels(*labels).set(1 if self.state.healthy else 0)
 
-    async def _poll_once(self, source: ObservedSource) -> None:
+    async def _poll_once(self, source: DiscoverySource) -> None:
         now = datetime.now(UTC)
         previous = self.state
         try:
+            assert source.prometheus is not None  # the model requires it of these types
             query = PrometheusQuery.from_source(
                 source,
                 bearer_token=await self._secret(source.prometheus.bearer_token_secret_ref),
@@ -107,8 +120,10 @@ class ObservedPoller:
                 error.reason if isinstance(error, ObservedSourceError) else INVALID_CONFIGURATION
             )
             message = error.message if isinstance(error, ObservedSourceError) else str(error)
-            self.logger.warning(f"observed source: {reason}: {message}")
-            METRICS.poll_errors.labels(self.namespace, self.name, str(reason)).inc()
+            self.logger.warning(f"source {source.name}: {reason}: {message}")
+            METRICS.poll_errors.labels(
+                self.namespace, self.graph_name, source.name, str(reason)
+            ).inc()
             self.state = ObservedState(
                 healthy=False,
                 reason=str(reason),
@@ -117,6 +132,9 @@ class ObservedPoller:
                 last_success_time=previous.last_success_time,
                 last_error=f"{reason}: {message}",
                 series=previous.series,
+                edges=previous.edges,
+                name=source.name,
+                type=source.type,
             )
             return
         self.observations = merge_observations(self.observations, result.observations)
@@ -128,6 +146,9 @@ class ObservedPoller:
             last_success_time=timestamp(now),
             last_error=None,
             series=result.series,
+            edges=len(result.observations),
+            name=source.name,
+            type=source.type,
         )
 
     async def _secret(self, ref: SecretKeyRef | None) -> str | None:
@@ -137,3 +158,87 @@ class ObservedPoller:
         if value is None:
             raise ValueError(f"Secret {self.namespace}/{ref.name} has no key {ref.key!r}")
         return value
+
+
+class SourcePollers:
+    """The Prometheus sources of one graph, kept in step with its spec: a poller and a task
+    for each, started when a source appears, stopped (its history dropped) when it goes."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        kube: Kube,
+        on_poll: Callable[[], Awaitable[None]],
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+    ) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.kube = kube
+        self.on_poll = on_poll
+        self.logger = logger
+        self.pollers: dict[str, SourcePoller] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        # History restored from the snapshot, by source name, until its source is synced.
+        self.restored: dict[str, list[Observation]] = {}
+        self.restored_states: dict[str, Mapping[str, Any]] = {}
+
+    def restore(
+        self, observations: Iterable[Observation], states: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        """The last snapshot's sightings, by the source that made them, and the status's
+        figures of each source; taken up by the pollers `sync` starts."""
+        for obs in observations:
+            self.restored.setdefault(obs.reporter, []).append(obs)
+        self.restored_states = dict(states)
+        for name, poller in self.pollers.items():
+            poller.restore(self.restored.pop(name, []), self.restored_states.get(name, {}))
+
+    def sync(self, sources: Iterable[DiscoverySource]) -> None:
+        """Start, update and stop pollers to match `sources` (a changed source polls at once)."""
+        wanted = {s.name: s for s in sources if s.type != SourceType.KUBERNETES}
+        for name in [
+            n for n in self.pollers if n not in wanted or _retyped(self.pollers[n], wanted[n])
+        ]:
+            self.tasks.pop(name).cancel()
+            del self.pollers[name]
+            METRICS.forget_source(self.namespace, self.name, name)
+        for name, source in wanted.items():
+            poller = self.pollers.get(name)
+            if poller is None:
+                poller = self.pollers[name] = SourcePoller(
+                    namespace=self.namespace,
+                    name=self.name,
+                    source=source,
+                    kube=self.kube,
+                    on_poll=self.on_poll,
+                    logger=self.logger,
+                )
+                if name in self.restored:
+                    poller.restore(self.restored.pop(name), self.restored_states.get(name, {}))
+                self.tasks[name] = asyncio.create_task(
+                    poller.run(), name=f"poll {self.namespace}/{self.name} {name}"
+                )
+            elif poller.source != source:
+                poller.source = source
+                poller.wake.set()
+
+    def prune(self, now: datetime, retention: Callable[[DiscoverySource], float]) -> int:
+        return sum(p.prune(now, retention(p.source)) for p in self.pollers.values())
+
+    def observations(self) -> list[Observation]:
+        return [obs for poller in self.pollers.values() for obs in poller.observations]
+
+    def states(self) -> list[ObservedState]:
+        return [poller.state for poller in self.pollers.values()]
+
+    def stop(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+
+
+def _retyped(poller: SourcePoller, source: DiscoverySource) -> bool:
+    """A source that changed its type is another source under the same name: its history
+    (another kind of evidence) goes."""
+    return poller.source.type != source.type

@@ -34,6 +34,9 @@ class OperatorSettings:
     write_concurrency: int = 8
     # Graphs in these namespaces may select any namespace; empty: the operator's own.
     platform_namespaces: tuple[str, ...] = ()
+    # Watch workloads, Services and ConfigMaps for graphs with a kubernetes source (needs the
+    # read permissions the chart grants with sources.kubernetes.enabled).
+    watch_manifests: bool = False
 
     @property
     def clusterwide(self) -> bool:
@@ -75,6 +78,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> OperatorSettin
         resync=float(env_value(env, "RESYNC") or defaults.resync),
         write_concurrency=int(env_value(env, "WRITE_CONCURRENCY") or defaults.write_concurrency),
         platform_namespaces=_names(env_value(env, "PLATFORM_NAMESPACES")),
+        watch_manifests=env_flag(env, "WATCH_MANIFESTS", defaults.watch_manifests),
     )
 
 

@@ -7,12 +7,18 @@ operator writes only when this function's answer differs from what the object ho
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from servicegraph.api import MAX_CYCLE_SAMPLE_NAMES, MAX_DEPENDENCIES, MAX_LAST_ERROR, MAX_SAMPLES
+from servicegraph.api import (
+    MAX_CYCLE_SAMPLE_NAMES,
+    MAX_DEPENDENCIES,
+    MAX_LAST_ERROR,
+    MAX_SAMPLES,
+    MAX_SOURCE_STATUSES,
+)
 from servicegraph.cycles import Cycle
 from servicegraph.graph import Graph, ServiceDeclaration
 from servicegraph.snapshot import edge_refs, summary_document
@@ -97,7 +103,8 @@ def condition(
 
 @dataclass(frozen=True)
 class ObservedState:
-    """What the polls of the observed source have shown so far."""
+    """What the polls (or, for the kubernetes source, the inferences) of one source have
+    shown so far."""
 
     healthy: bool | None  # None: no poll has finished yet
     reason: str
@@ -106,6 +113,11 @@ class ObservedState:
     last_success_time: str | None = None
     last_error: str | None = None
     series: int | None = None
+    edges: int | None = None
+    name: str = ""
+    type: str = ""
+    objects: int | None = None  # kubernetes: the workloads, Services and ConfigMaps read
+    unresolved: int | None = None  # kubernetes: references to no Service in scope
 
 
 @dataclass(frozen=True)
@@ -126,10 +138,12 @@ def graph_status(
     problem: tuple[str, str] | None,
     observed: ObservedState | None,
     now: datetime,
+    sources: Sequence[ObservedState] = (),
 ) -> Body:
     """A ServiceGraph's status: counts, samples and conditions; never per-service lists.
 
-    `problem` is the (reason, message) that keeps the graph from being Ready, if any."""
+    `problem` is the (reason, message) that keeps the graph from being Ready, if any;
+    `sources` are all its sources, `observed` the one `spec.observed` names, if any."""
     summary = graph.summary()
     conditions = previous.get("conditions") or []
     if problem is not None:
@@ -178,13 +192,14 @@ def graph_status(
             now=now,
         )
     ours = [ready, acyclic]
-    if observed is not None:
+    summary_state = sources_summary(sources)
+    if summary_state is not None:
         ours.append(
             condition(
                 "ObservedSourceHealthy",
-                observed.healthy,
-                observed.reason,
-                observed.message,
+                summary_state.healthy,
+                summary_state.reason,
+                summary_state.message,
                 generation=generation,
                 previous=conditions,
                 now=now,
@@ -214,7 +229,8 @@ def graph_status(
         }
     elif "snapshot" in previous:
         status["snapshot"] = previous["snapshot"]
-    # None removes it (merge patch) when the graph stops observing.
+    # None removes them (merge patch) when the graph stops observing.
+    status["sources"] = [source_status(state) for state in sources[:MAX_SOURCE_STATUSES]] or None
     status["observed"] = (
         None
         if observed is None
@@ -228,6 +244,54 @@ def graph_status(
         }
     )
     return status
+
+
+def sources_summary(sources: Sequence[ObservedState]) -> ObservedState | None:
+    """The ObservedSourceHealthy condition: one source's own state, or for several the failing
+    ones named (False), else the pending ones (Unknown), else all healthy (True)."""
+    if not sources:
+        return None
+    if len(sources) == 1:
+        return sources[0]
+    failing = [s for s in sources if s.healthy is False]
+    waiting = [s for s in sources if s.healthy is None]
+    if failing:
+        first = failing[0]
+        more = f"; {len(failing) - 1} more failing" if len(failing) > 1 else ""
+        return ObservedState(
+            False,
+            first.reason,
+            f"source {first.name} ({first.type}): {first.message}{more}",
+        )
+    if waiting:
+        names = ", ".join(s.name for s in waiting)
+        return ObservedState(None, "Pending", f"waiting for the first poll of {names}")
+    edges = ", ".join(f"{s.name} {s.edges or 0}" for s in sources)
+    return ObservedState(True, "Polled", f"{len(sources)} sources healthy; edges: {edges}")
+
+
+def source_status(state: ObservedState) -> Body:
+    """One entry of status.sources."""
+    entry: Body = {
+        "name": state.name,
+        "type": state.type,
+        "healthy": state.healthy,
+        "reason": state.reason,
+        "lastPollTime": state.last_poll_time,
+        "lastSuccessTime": state.last_success_time,
+        "lastError": None
+        if state.last_error is None
+        else bounded(state.last_error, MAX_LAST_ERROR),
+        "edges": state.edges,
+    }
+    for key, value in (
+        ("series", state.series),
+        ("objects", state.objects),
+        ("unresolved", state.unresolved),
+    ):
+        if value is not None:
+            entry[key] = value
+    return {key: value for key, value in entry.items() if value is not None}
 
 
 def dependency_status(

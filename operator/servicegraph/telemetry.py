@@ -22,6 +22,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from servicegraph.graph import Summary
 
 _GRAPH = ("namespace", "name")
+_SOURCE = (*_GRAPH, "source")
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -108,15 +109,15 @@ class Metrics:
     observed_healthy: Gauge = field(
         default_factory=lambda: Gauge(
             "servicegraph_observed_source_healthy",
-            "1 when the last poll of the graph's observed source succeeded, else 0.",
-            _GRAPH,
+            "1 when the last poll of the source succeeded, else 0.",
+            _SOURCE,
         )
     )
     poll_seconds: Histogram = field(
         default_factory=lambda: Histogram(
             "servicegraph_observed_poll_seconds",
             "Time of a poll of an observed source, retries included.",
-            _GRAPH,
+            _SOURCE,
             buckets=_SECONDS,
         )
     )
@@ -124,7 +125,7 @@ class Metrics:
         default_factory=lambda: Counter(
             "servicegraph_observed_poll_errors",
             "Failed polls of observed sources by reason.",
-            (*_GRAPH, "reason"),
+            (*_SOURCE, "reason"),
         )
     )
     watch_restarts: Counter = field(
@@ -144,11 +145,18 @@ class Metrics:
 
     def forget_graph(self, namespace: str, name: str) -> None:
         """Drop every series of a deleted graph, or alerts would fire on a graph that is gone."""
+        self._forget((namespace, name), _GRAPH)
+
+    def forget_source(self, namespace: str, name: str, source: str) -> None:
+        """Drop the series of a source the graph no longer has."""
+        self._forget((namespace, name, source), _SOURCE)
+
+    def _forget(self, values: tuple[str, ...], names: tuple[str, ...]) -> None:
         for metric in vars(self).values():
-            if tuple(metric._labelnames[:2]) != _GRAPH:  # not per graph
+            if tuple(metric._labelnames[: len(names)]) != names:
                 continue
             # Families with more labels (poll errors by reason) have one series per value.
-            for labels in [key for key in metric._metrics if key[:2] == (namespace, name)]:
+            for labels in [key for key in metric._metrics if key[: len(values)] == values]:
                 metric.remove(*labels)
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e.test_operator_support import graph, install, jsonpath, sdep
 from tests.packaging.audit import AuditLog, allowed, audited_api, grants
-from tests.packaging.conftest import NAMESPACE, RELEASE, objects, render
+from tests.packaging.conftest import NAMESPACE, RELEASE, objects, one, render
 from tests.support.kubectl import wait_for
 from tests.support.operator_process import OperatorProcess
 
@@ -207,3 +207,41 @@ def test_the_operator_needs_nothing_more(
     # Everything that looks like the operator's work was seen: the scenario is thorough.
     assert {(G, "servicegraphs/status", "patch"), ("", "secrets", "get")} <= used
     assert ("kopf.dev", peering_plural, "patch") in used
+
+
+MANIFESTS = (
+    {
+        ("apps", plural, verb)
+        for plural in ("deployments", "statefulsets", "daemonsets")
+        for verb in ("list", "watch")
+    }
+    | {("batch", plural, verb) for plural in ("jobs", "cronjobs") for verb in ("list", "watch")}
+    | {("", plural, verb) for plural in ("services", "configmaps") for verb in ("list", "watch")}
+)
+
+
+def test_the_kubernetes_source_adds_only_reading_its_kinds() -> None:
+    on = rbac(render("default", "--set", "sources.kubernetes.enabled=true"))
+    assert grants(on, ACCOUNT, None) == (OPERATOR | CRD_DISCOVERY | NAMESPACE_DISCOVERY | MANIFESTS)
+    env = {
+        e["name"]: e.get("value")
+        for e in one(render("default", "--set", "sources.kubernetes.enabled=true"), "Deployment")[
+            "spec"
+        ]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["SERVICEGRAPH_WATCH_MANIFESTS"] == "true"
+    # Off, nothing of it but the snapshots' own ConfigMap listing.
+    assert grants(rbac(render("default")), ACCOUNT, None) & MANIFESTS == {
+        ("", "configmaps", "list")
+    }
+
+
+def test_the_operator_watching_manifests_needs_nothing_more(tmp_path: Path) -> None:
+    rendered = rbac(render("default", "--set", "sources.kubernetes.enabled=true"))
+    with audited_api(tmp_path) as (api, log):
+        exercise(api, log, tmp_path, "--standalone", "--watch-manifests")
+        requests = log.by_operator()
+    denied = sorted({str(r) for r in requests if not allowed(r, rendered, ACCOUNT)})
+    assert denied == [], "the chart's RBAC would refuse these requests of the operator"
+    used = {(r.group, r.resource_path, r.verb) for r in requests}
+    assert used >= MANIFESTS
