@@ -60,6 +60,12 @@ def graph_series(metric: str, name: str, values: str) -> dict[str, str]:
     return {"series": f"{metric}{{{labels}}}", "values": values}
 
 
+def source_series(name: str, source: str, values: str) -> dict[str, str]:
+    """servicegraph_observed_source_healthy of one source of graph shop/`name`."""
+    series = graph_series("servicegraph_observed_source_healthy", name, values)
+    return {**series, "series": series["series"].replace("}", f', source="{source}"}}')}
+
+
 SNAPSHOT_WRITTEN = "servicegraph_snapshot_last_write_timestamp_seconds"
 
 
@@ -90,14 +96,19 @@ def test_alerts_fire_when_and_only_when_they_should(tmp_path: Path) -> None:
             "input_series": [
                 graph_series("servicegraph_graph_cycles", "loop", "0 0 1x60"),
                 graph_series("servicegraph_graph_cycles", "tree", "0x60"),
-                graph_series("servicegraph_observed_source_healthy", "blind", "1 0x60"),
-                graph_series("servicegraph_observed_source_healthy", "seeing", "1x60"),
+                source_series("blind", "mesh", "1 0x60"),
+                source_series("blind", "otel", "1x60"),
+                source_series("seeing", "otel", "1x60"),
             ],
             "alert_rule_test": [
                 case("10m", "ServiceGraphUnacknowledgedCycles"),
                 case("20m", "ServiceGraphUnacknowledgedCycles", graph("loop", "warning")),
                 case("20m", "ServiceGraphObservedSourceUnhealthy"),
-                case("40m", "ServiceGraphObservedSourceUnhealthy", graph("blind", "warning")),
+                case(
+                    "40m",
+                    "ServiceGraphObservedSourceUnhealthy",
+                    {**graph("blind", "warning"), "source": "mesh"},
+                ),
             ],
         },
         {
