@@ -8,7 +8,7 @@ in a worker thread, so the event loop keeps serving watches and the liveness pro
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -55,13 +55,15 @@ def analyse(
     *,
     graph_ref: tuple[str, str],
     now: datetime,
+    sources: Sequence[Mapping[str, Any]] = (),
 ) -> Analysis:
-    """Everything a reconciliation computes, in one call for a worker thread."""
+    """Everything a reconciliation computes, in one call for a worker thread; `sources` is
+    what the sources say beyond edges (`snapshot.to_document`)."""
     graph = spec.analyse(declarations, observations, now=now, home_namespace=graph_ref[0])
     return Analysis(
         graph,
-        snapshot.graph_json(graph, graph_ref=graph_ref),
-        snapshot.topology_of(graph),
+        snapshot.graph_json(graph, graph_ref=graph_ref, sources=sources),
+        snapshot.topology_of(graph, sources),
     )
 
 
@@ -293,6 +295,7 @@ class GraphLoop:
                 observations,
                 graph_ref=(self.namespace, self.name),
                 now=now,
+                sources=self.manifest_source.documents(),
             )
             summary = result.graph.summary()
             span.set_attributes(

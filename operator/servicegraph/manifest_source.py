@@ -17,8 +17,11 @@ from typing import Any
 
 from servicegraph.api import DiscoverySource
 from servicegraph.graph import Observation
-from servicegraph.inference import ManifestEntry, infer, observations_of
+from servicegraph.inference import ManifestEntry, Unresolved, infer, observations_of
+from servicegraph.snapshot import evidence_document
 from servicegraph.status import ObservedState, timestamp
+
+MAX_UNRESOLVED = 100  # in the snapshot; the count is whole
 
 NOT_WATCHED = "NotWatched"
 NOT_WATCHED_MESSAGE = (
@@ -34,6 +37,8 @@ class ManifestSource:
         self.observations: list[Observation] = []
         self.state: ObservedState | None = None
         self.stamped: datetime | None = None  # when lastSeen was last moved to the present
+        self.unresolved: tuple[Unresolved, ...] = ()
+        self.source: DiscoverySource | None = None
 
     def restore(self, observations: list[Observation], previous: Mapping[str, Any]) -> None:
         """The last snapshot's inferred edges, kept until the first inference replaces them."""
@@ -76,6 +81,8 @@ class ManifestSource:
             return
         listed = list(entries)
         inference = infer(listed)
+        self.source = source
+        self.unresolved = inference.unresolved
         now = now.replace(microsecond=0)
         due = self.stamped is None or now - self.stamped >= timedelta(
             seconds=source.interval_seconds
@@ -105,6 +112,26 @@ class ManifestSource:
             name=source.name,
             type=source.type,
         )
+
+    def documents(self) -> list[dict[str, Any]]:
+        """For the snapshot: the references that named no Service, with their evidence."""
+        if self.source is None or not self.unresolved:
+            return []
+        return [
+            {
+                "name": self.source.name,
+                "type": str(self.source.type),
+                "unresolvedCount": len(self.unresolved),
+                "unresolved": [
+                    {
+                        "source": u.source,
+                        "reference": u.reference,
+                        "evidence": evidence_document(u.evidence),
+                    }
+                    for u in self.unresolved[:MAX_UNRESOLVED]
+                ],
+            }
+        ]
 
 
 def _keep_seen(obs: Observation, before: Observation | None) -> Observation:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,26 +45,37 @@ class SnapshotError(Exception):
 
 
 @without_gc
-def to_document(graph: Graph, *, graph_ref: tuple[str, str] | None = None) -> Document:
-    """The snapshot document of `graph`; `graph_ref` is the (namespace, name) of its ServiceGraph.
+def to_document(
+    graph: Graph,
+    *,
+    graph_ref: tuple[str, str] | None = None,
+    sources: Sequence[Mapping[str, Any]] = (),
+) -> Document:
+    """The snapshot document of `graph`; `graph_ref` is the (namespace, name) of its ServiceGraph,
+    `sources` what its sources report beyond edges (see `_document_head`).
 
     Holds no wall-clock time other than the sources' lastSeen, so the same graph always
     gives the same document and the same revision.
     """
     return {
-        **_document_head(graph, graph_ref),
+        **_document_head(graph, graph_ref, sources),
         "nodes": list(_iter_node_documents(graph)),
         "edges": list(_iter_edge_documents(graph)),
     }
 
 
 @without_gc
-def graph_json(graph: Graph, *, graph_ref: tuple[str, str] | None = None) -> bytes:
-    """`canonical_json(to_document(graph))`, built one node and one edge at a time.
+def graph_json(
+    graph: Graph,
+    *,
+    graph_ref: tuple[str, str] | None = None,
+    sources: Sequence[Mapping[str, Any]] = (),
+) -> bytes:
+    """`canonical_json(to_document(graph, ...))`, built one node and one edge at a time.
 
     The operator needs only these bytes; 50,000 edges as dicts take five times their JSON.
     """
-    head = _document_head(graph, graph_ref)
+    head = _document_head(graph, graph_ref, sources)
     streamed = {"nodes": _iter_node_documents, "edges": _iter_edge_documents}
     # BytesIO, not bytearray: getvalue() hands over its buffer where bytes(bytearray) copies,
     # and two copies of a 25 MiB snapshot were the operator's peak.
@@ -86,7 +97,7 @@ def graph_json(graph: Graph, *, graph_ref: tuple[str, str] | None = None) -> byt
 
 
 @without_gc
-def topology_of(graph: Graph) -> str:
+def topology_of(graph: Graph, sources: Sequence[Mapping[str, Any]] = ()) -> str:
     """A hash of what the snapshot says about the graph's shape, leaving out what moves with
     every poll (lastSeen, request and error rates, latencies).
 
@@ -95,14 +106,15 @@ def topology_of(graph: Graph) -> str:
     the moving figures change (availabilities among them), at most once per
     `spec.snapshot.minInterval`.
     """
-    digest = hashlib.sha256(orjson.dumps(_document_head(graph, None), option=orjson.OPT_SORT_KEYS))
+    head = _document_head(graph, None, sources)
+    digest = hashlib.sha256(orjson.dumps(head, option=orjson.OPT_SORT_KEYS))
     for node in _iter_node_documents(graph, moving=False):
         digest.update(orjson.dumps(node, option=orjson.OPT_SORT_KEYS))
     for key in sorted(graph.edges):
         edge = graph.edges[key]
         # Evidence changes with a manifest, never with a poll: part of the shape.
         reporters = [
-            [name, [_evidence_document(e) for e in edge.sources[name].evidence]]
+            [name, [evidence_document(e) for e in edge.sources[name].evidence]]
             for name in sorted(edge.sources)
         ]
         attributes = _attributes_document(edge.attributes)
@@ -112,10 +124,17 @@ def topology_of(graph: Graph) -> str:
     return digest.hexdigest()[:16]
 
 
-def _document_head(graph: Graph, graph_ref: tuple[str, str] | None) -> Document:
-    """Everything of the document but its nodes and edges."""
+def _document_head(
+    graph: Graph, graph_ref: tuple[str, str] | None, sources: Sequence[Mapping[str, Any]] = ()
+) -> Document:
+    """Everything of the document but its nodes and edges. `sources`, when given, is what
+    the sources say beyond edges: for a kubernetes source the references it could not
+    resolve, e.g. [{"name": "manifests", "type": "kubernetes", "unresolved": [...],
+    "unresolvedCount": 3}]."""
     summary = graph.summary()
+    extra = {"sources": [dict(s) for s in sources]} if sources else {}
     return {
+        **extra,
         "schemaVersion": SCHEMA_VERSION,
         "graph": None if graph_ref is None else {"namespace": graph_ref[0], "name": graph_ref[1]},
         "summary": summary_document(summary),
@@ -388,7 +407,7 @@ def _iter_edge_documents(graph: Graph) -> Iterator[dict[str, Any]]:
             if sighting.name and sighting.name != sighting.kind.value:
                 source["name"] = sighting.name
             if sighting.evidence:
-                source["evidence"] = [_evidence_document(e) for e in sighting.evidence]
+                source["evidence"] = [evidence_document(e) for e in sighting.evidence]
             if sighting.virtual:
                 source["virtual"] = sighting.virtual.value
             # The edge already shows the winner's attributes and the freshest traffic.
@@ -451,7 +470,7 @@ def _sighting_from_document(
     )
 
 
-def _evidence_document(evidence: Evidence) -> dict[str, Any]:
+def evidence_document(evidence: Evidence) -> dict[str, Any]:
     doc = {
         "kind": evidence.kind,
         "name": evidence.name,

@@ -192,6 +192,7 @@ def graph_status(
             now=now,
         )
     ours = [ready, acyclic]
+    sources = sources or ([observed] if observed is not None else [])
     summary_state = sources_summary(sources)
     if summary_state is not None:
         ours.append(

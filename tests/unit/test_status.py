@@ -267,3 +267,73 @@ def test_a_condition_keeps_its_transition_time_while_its_status_holds(big_ring: 
     assert condition(later, "Acyclic")["lastTransitionTime"] == "2026-05-01T12:00:00Z"
     fixed = status_of(analyse([], now=NOW), previous=later, now=NOW + timedelta(hours=2))
     assert condition(fixed, "Acyclic")["lastTransitionTime"] == "2026-05-01T14:00:00Z"
+
+
+def source(name: str, healthy: bool | None, **figures: Any) -> ObservedState:
+    reason = {True: "Polled", False: "Unreachable", None: "Pending"}[healthy]
+    return ObservedState(
+        healthy, reason, f"{name} says {reason}", name=name, type="istio", **figures
+    )
+
+
+def test_every_source_has_its_entry_and_the_condition_names_the_failing_one() -> None:
+    states = [
+        source("otel", True, edges=3, series=9),
+        source("mesh", False, last_error="Unreachable: refused", edges=5),
+        source("manifests", True, edges=16, objects=40, unresolved=1),
+    ]
+    status = status_of(analyse([], now=NOW), sources=states)
+    assert status["sources"] == [
+        {
+            "name": "otel",
+            "type": "istio",
+            "healthy": True,
+            "reason": "Polled",
+            "edges": 3,
+            "series": 9,
+        },
+        {
+            "name": "mesh",
+            "type": "istio",
+            "healthy": False,
+            "reason": "Unreachable",
+            "lastError": "Unreachable: refused",
+            "edges": 5,
+        },
+        {
+            "name": "manifests",
+            "type": "istio",
+            "healthy": True,
+            "reason": "Polled",
+            "edges": 16,
+            "objects": 40,
+            "unresolved": 1,
+        },
+    ]
+    ServiceGraphStatus.model_validate(status)  # within the CRD's schema
+    healthy = condition(status, "ObservedSourceHealthy")
+    assert (healthy["status"], healthy["reason"]) == ("False", "Unreachable")
+    assert healthy["message"] == "source mesh (istio): mesh says Unreachable"
+
+
+def test_the_condition_of_several_sources_waits_for_all_then_counts_their_edges() -> None:
+    waiting = status_of(
+        analyse([], now=NOW), sources=[source("a", True, edges=1), source("b", None)]
+    )
+    pending = condition(waiting, "ObservedSourceHealthy")
+    assert (pending["status"], pending["message"]) == ("Unknown", "waiting for the first poll of b")
+    assert "healthy" not in waiting["sources"][1]
+    ready = status_of(
+        analyse([], now=NOW), sources=[source("a", True, edges=1), source("b", True, edges=2)]
+    )
+    assert condition(ready, "ObservedSourceHealthy")["message"] == (
+        "2 sources healthy; edges: a 1, b 2"
+    )
+    two_failing = status_of(analyse([], now=NOW), sources=[source("a", False), source("b", False)])
+    assert condition(two_failing, "ObservedSourceHealthy")["message"].endswith("; 1 more failing")
+
+
+def test_a_graph_without_sources_has_no_sources_entry() -> None:
+    status = status_of(analyse([], now=NOW))
+    assert status["sources"] is None  # a merge patch removes what an earlier spec had
+    assert not [c for c in status["conditions"] if c["type"] == "ObservedSourceHealthy"]
