@@ -17,6 +17,8 @@ from pydantic import ValidationError
 
 from servicegraph import (
     export,
+    inference,
+    inference_report,
     settings,
     slo_report,
     snapshot,
@@ -24,10 +26,12 @@ from servicegraph import (
     snapshot_files,
 )
 from servicegraph.api import (
+    DiscoverySource,
     ObservedSource,
     ServiceDependency,
     ServiceGraph,
     ServiceGraphSpec,
+    SourceType,
 )
 from servicegraph.crds import render_crds
 from servicegraph.cycles import Cycle
@@ -38,7 +42,7 @@ from servicegraph.graph import (
     Observation,
     UnknownServiceError,
 )
-from servicegraph.manifests import ManifestError, ManifestSet, load
+from servicegraph.manifests import ManifestError, ManifestSet, cluster_objects, load
 
 EXIT_CYCLES = 1
 EXIT_NOT_ACHIEVABLE = 1
@@ -92,7 +96,31 @@ def _parser() -> argparse.ArgumentParser:
     _graph_choice(analyze)
     analyze.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
     _observed_options(analyze)
+    analyze.add_argument(
+        "--infer-from",
+        nargs="+",
+        metavar="MANIFESTS",
+        help="workloads, Services and ConfigMaps (files or folders): report drift between "
+        "the declared objects and the edges these manifests imply",
+    )
     analyze.set_defaults(command=_analyze)
+
+    infer = commands.add_parser(
+        "infer",
+        help="the dependencies workloads' manifests imply (the kubernetes source, offline)",
+        description="Read Deployments, StatefulSets, DaemonSets, Jobs, CronJobs, Services and "
+        "ConfigMaps, and print the edges their env values, arguments and commands imply. "
+        "-o yaml drafts ServiceDependency manifests to review and commit.",
+    )
+    infer.add_argument("paths", nargs="+", metavar="PATH", help="files or folders of manifests")
+    infer.add_argument(
+        "-n",
+        "--namespace",
+        default="default",
+        help="for objects without one, as with kubectl apply (default: default)",
+    )
+    infer.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    infer.set_defaults(command=_infer)
 
     query = commands.add_parser("query", help="what a service calls, or who calls it")
     query.add_argument("service", metavar="SERVICE")
@@ -328,6 +356,7 @@ def _analyse(
     *,
     observations: Sequence[Observation] = (),
     observed: ObservedSource | None = None,
+    inferring: bool = False,
     now: datetime | None = None,
 ) -> tuple[Graph, ServiceGraph | None]:
     chosen = _chosen_graph(manifests, graph_name)
@@ -335,6 +364,8 @@ def _analyse(
     spec = chosen.spec if chosen else ServiceGraphSpec()
     if observed is not None:  # polled: declared edges that were not seen are drift
         spec = spec.model_copy(update={"observed": observed})
+    if inferring:  # likewise for edges the manifests do not imply
+        spec = spec.model_copy(update={"sources": [*spec.sources, INFERRED_SOURCE]})
     return spec.analyse(declarations, observations, now=now or datetime.now(UTC)), chosen
 
 
@@ -472,10 +503,47 @@ def _analysed(
         observations, polled = _poll(args, source, now)
     else:
         _refuse_observed_flags_without_prometheus(args)
+    infer_from = getattr(args, "infer_from", None)
+    if infer_from:
+        chosen = _chosen_graph(manifests, args.graph)
+        namespace = (chosen.metadata.namespace if chosen else None) or "default"
+        observations += inference.observations_of(
+            _inference(infer_from, namespace), now=now, source_name=INFERRED_SOURCE.name
+        )
     graph, chosen = _analyse(
-        manifests, args.graph, observations=observations, observed=source, now=now
+        manifests,
+        args.graph,
+        observations=observations,
+        observed=source,
+        inferring=bool(infer_from),
+        now=now,
     )
     return graph, chosen, polled
+
+
+# What `analyze --infer-from` calls the manifests' edges.
+INFERRED_SOURCE = DiscoverySource(name="manifests", type=SourceType.KUBERNETES)
+
+
+def _inference(paths: Sequence[str], namespace: str) -> inference.Inference:
+    entries = (inference.entry_of(obj) for obj in cluster_objects(paths, namespace))
+    return inference.infer(entry for entry in entries if entry is not None)
+
+
+def _infer(args: argparse.Namespace) -> int:
+    found = _inference(args.paths, args.namespace)
+    if args.output == "json":
+        print(json.dumps(inference_report.inference_document(found), indent=2))
+    elif args.output == "yaml":
+        drafts = inference_report.draft_manifests(found, args.namespace)
+        print(yaml.safe_dump_all(drafts, sort_keys=False), end="")
+    else:
+        _print_table(["SOURCE", "TARGET", "EVIDENCE"], inference_report.inference_rows(found))
+        print(
+            f"{len(found.services)} services, {len(found.edges)} edges, "
+            f"{len(found.unresolved)} unresolved references"
+        )
+    return 0
 
 
 def _analyze(args: argparse.Namespace) -> int:

@@ -229,3 +229,17 @@ def load(paths: Iterable[str | Path]) -> ManifestSet:
             else:
                 result.graphs.append(parsed)
     return result
+
+
+def cluster_objects(paths: Iterable[str | Path], namespace: str) -> Iterator[dict[str, Any]]:
+    """Every object under `paths` as `kubectl apply -n NAMESPACE` would create it: one without
+    a namespace lands in `namespace`. Cluster-scoped kinds keep none (inference reads only
+    namespaced ones)."""
+    for path in files_under(paths):
+        for doc in _documents(path):
+            if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict):
+                continue
+            metadata = doc["metadata"]
+            if not metadata.get("namespace"):
+                doc = {**doc, "metadata": {**metadata, "namespace": namespace}}
+            yield doc

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from servicegraph.api import ObservedSource
+from servicegraph.api import DiscoverySource, ObservedSource
 from servicegraph.graph_loop import GraphLoop, IndexedDependency, IndexedGraph
 from servicegraph.kube import Kube
 from servicegraph.settings import OperatorSettings
@@ -79,8 +79,11 @@ def test_recompute_and_poll_make_spans_with_graph_sizes(
         source = ObservedSource.model_validate(spec["observed"])
 
         async def one_round() -> None:
-            await loop.poller.poll_once(source)
+            loop.pollers.sync([DiscoverySource.from_observed(source)])
+            poller = loop.pollers.pollers["otel"]
+            await poller.poll_once(poller.source)
             await loop.reconcile()
+            loop.pollers.stop()
 
         asyncio.run(one_round())
 
