@@ -760,10 +760,8 @@ class ServiceGraphStatus(ApiModel):
         "lowest first.",
     )
     observed: ObservedStatus | None = None
-    sources: list[SourceStatus] = Field(
-        default_factory=list,
-        max_length=MAX_SOURCE_STATUSES,
-        description="Each source's health and figures, spec.observed (named otel) first.",
+    sources: Annotated[list[SourceStatus], Field(max_length=MAX_SOURCE_STATUSES)] | None = Field(
+        None, description="Each source's health and figures, spec.observed (named otel) first."
     )
     snapshot: SnapshotStatus | None = None
 

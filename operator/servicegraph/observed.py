@@ -1,15 +1,8 @@
-"""Observed dependencies: OpenTelemetry service-graph edges, read from a Prometheus-compatible API.
+"""Observed dependencies, read from a Prometheus-compatible API.
 
-The OpenTelemetry collector's `servicegraph` connector and Tempo's metrics-generator turn traces
-into one set of series per edge, labelled `client`, `server` and `connection_type`:
-
-    PREFIX_request_total                counter    every request (the collector adds `failed`)
-    PREFIX_request_failed_total         counter    failed requests
-    PREFIX_request_server_seconds       histogram  latency as the server saw it
-    PREFIX_request_client_seconds       histogram  latency as the client saw it
-
-`poll` asks three instant queries (request rate, failed rate, p95 server latency over the
-window) and turns the answer into `graph.Observation`s. It works against Prometheus, Thanos,
+What each source type's series are and how they become edges is its own module's
+(`otel_edges`, `istio_edges`, `linkerd_edges`); `poll` asks that module's instant queries
+and hands it the answers. It works against Prometheus, Thanos,
 Mimir and Cortex (extra headers such as X-Scope-OrgID), verifies TLS by default, retries
 transient faults with exponential backoff and full jitter, caps the size of an answer, and
 reports every failure as an `ObservedSourceError` with a reason and a message that never holds
@@ -29,7 +22,7 @@ import math
 import random
 import re
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -38,35 +31,35 @@ from urllib.parse import unquote_to_bytes
 
 import httpx
 
-from servicegraph import __version__
+from servicegraph import __version__, istio_edges, linkerd_edges, otel_edges
 from servicegraph.api import (
     DEFAULT_METRIC_PREFIX,
     DURATION_PATTERN,
     METRIC_PREFIX_PATTERN,
+    DiscoverySource,
     ObservedSource,
+    SourceType,
     parse_duration,
 )
 from servicegraph.backoff import retry_delay
-from servicegraph.graph import EdgeAttributes, Observation, SourceKind, Traffic
+from servicegraph.graph import Observation
+from servicegraph.series import CONTROL, EdgeSeries, Sample
 
 log = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
 MAX_BACKOFF_SECONDS: Final = 30.0
 _JITTER = random.Random()
-MAX_NAME_LENGTH: Final = 253
-QUANTILE: Final = 0.95
 QUERY_PATH: Final = "/api/v1/query"
-EDGE_LABELS: Final = ("client", "server", "connection_type")
-
-MESSAGING_SYSTEM: Final = "messaging_system"
-DATABASE: Final = "database"
-VIRTUAL_NODE: Final = "virtual_node"
+EDGE_SERIES: Final[dict[SourceType, EdgeSeries]] = {
+    SourceType.OTEL: otel_edges,
+    SourceType.ISTIO: istio_edges,
+    SourceType.LINKERD: linkerd_edges,
+}
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 _TOKEN = re.compile(r"[\x21-\x7e]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Reason(StrEnum):
@@ -110,8 +103,12 @@ class PrometheusQuery:
     metric_prefix: str = DEFAULT_METRIC_PREFIX
     window: str = "1h"
     min_request_rate: float = 0.0
+    source_type: SourceType = SourceType.OTEL
+    source_name: str = ""  # what its observations are reported as (`Observation.source_name`)
 
     def __post_init__(self) -> None:
+        if self.source_type not in EDGE_SERIES:
+            raise ValueError(f"type: {self.source_type} is not read from Prometheus")
         _check_url(self.url)
         for name, value in self.headers:
             if not _HEADER_NAME.fullmatch(name):
@@ -142,18 +139,23 @@ class PrometheusQuery:
     @classmethod
     def from_source(
         cls,
-        source: ObservedSource,
+        source: ObservedSource | DiscoverySource,
         *,
         bearer_token: str | None = None,
         ca_pem: str | None = None,
     ) -> PrometheusQuery:
-        """The query a ServiceGraph's `spec.observed` asks for; token and CA read by the caller.
+        """The query a ServiceGraph's source (`spec.observed` or one of `spec.sources`) asks
+        for; token and CA read by the caller.
 
         Surrounding whitespace of the token is dropped (Secrets made from files often end with
         a newline). A Secret reference without its value is an error: TLS or authentication
         would silently be weaker than the spec says.
         """
+        if isinstance(source, ObservedSource):
+            source = DiscoverySource.from_observed(source)
         endpoint = source.prometheus
+        if endpoint is None:
+            raise ValueError(f"type: a {source.type} source reads no Prometheus")
         if endpoint.bearer_token_secret_ref is not None and bearer_token is None:
             raise ValueError("prometheus.bearerTokenSecretRef: the token was not resolved")
         if endpoint.ca_secret_ref is not None and ca_pem is None:
@@ -164,9 +166,11 @@ class PrometheusQuery:
             bearer_token=None if bearer_token is None else bearer_token.strip(),
             ca_pem=ca_pem,
             timeout=endpoint.timeout_seconds,
-            metric_prefix=source.metric_prefix,
+            metric_prefix=source.metric_prefix or DEFAULT_METRIC_PREFIX,
             window=source.window,
             min_request_rate=source.min_request_rate,
+            source_type=SourceType(source.type),
+            source_name=source.name,
         )
 
     def __repr__(self) -> str:
@@ -176,7 +180,8 @@ class PrometheusQuery:
             f"bearer_token={'<hidden>' if self.bearer_token else None}, "
             f"ca_pem={'<set>' if self.ca_pem else None}, timeout={self.timeout!r}, "
             f"metric_prefix={self.metric_prefix!r}, window={self.window!r}, "
-            f"min_request_rate={self.min_request_rate!r})"
+            f"min_request_rate={self.min_request_rate!r}, source_type={str(self.source_type)!r}, "
+            f"source_name={self.source_name!r})"
         )
 
     __str__ = __repr__
@@ -194,17 +199,14 @@ class PrometheusQuery:
         return _display_url(self.url)
 
     @property
+    def series(self) -> EdgeSeries:
+        """The module that knows this source type's metrics."""
+        return EDGE_SERIES[self.source_type]
+
+    @property
     def promql(self) -> dict[str, str]:
-        """The three instant queries, by what they measure."""
-        prefix, window = self.metric_prefix, self.window
-        by = "sum by (client, server, connection_type)"
-        return {
-            "rate": f"{by} (rate({prefix}_request_total[{window}]))",
-            "failed": f"{by} (rate({prefix}_request_failed_total[{window}]))",
-            "latency": f"histogram_quantile({QUANTILE}, "
-            f"sum by (client, server, connection_type, le) "
-            f"(rate({prefix}_request_server_seconds_bucket[{window}])))",
-        }
+        """The instant queries, by what they measure (the first asked first)."""
+        return self.series.queries(self.metric_prefix, self.window)
 
     def request_headers(self) -> dict[str, str]:
         """The bearer token wins over user info in the URL, which wins over an Authorization
@@ -240,7 +242,7 @@ class PrometheusQuery:
         secrets += [s for s in (self.bearer_token, httpx.URL(self.url).password) if s]
         for secret in sorted(secrets, key=len, reverse=True):
             text = text.replace(secret, "***")
-        text = _CONTROL.sub(" ", text).strip()
+        text = CONTROL.sub(" ", text).strip()
         return text if len(text) <= 200 else text[:199] + "…"
 
 
@@ -250,15 +252,6 @@ class PollResult:
 
     observations: list[Observation] = field(default_factory=list)
     series: int = 0
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One element of an instant vector, and the time it was evaluated at."""
-
-    labels: Mapping[str, str]
-    value: float
-    timestamp: float = 0.0
 
 
 async def poll(
@@ -281,6 +274,7 @@ async def poll(
     http = client if client is not None else query.client()
     try:
         promql = query.promql
+        first, *others = promql
 
         async def ask(expression: str, at: float | None = None) -> list[Sample]:
             return await _query_with_retries(
@@ -293,86 +287,30 @@ async def poll(
                 max_bytes=max_bytes,
             )
 
-        rates = await ask(promql["rate"])
-        if not rates:
-            return PollResult([], 0)
+        answers = {first: await ask(promql[first])}
+        if not answers[first]:  # no requests: only what stands apart from them (TCP)
+            others = [name for name in others if name in query.series.INDEPENDENT]
         # The same instant for all: while a window fills, rate() moves from one second to the next.
-        at = rates[0].timestamp or None
-        failed, latency = await asyncio.gather(
-            ask(promql["failed"], at), ask(promql["latency"], at), return_exceptions=True
+        at = answers[first][0].timestamp or None if answers[first] else None
+        results = await asyncio.gather(
+            *(ask(promql[name], at) for name in others), return_exceptions=True
         )
-        if isinstance(failed, BaseException):
-            raise failed
-        if isinstance(latency, BaseException):
-            raise latency
+        for name, result in zip(others, results, strict=True):
+            if isinstance(result, BaseException):
+                raise result
+            answers[name] = result
     finally:
         if client is None:
             await http.aclose()
     return PollResult(
-        observations_from_samples(
-            rates, failed, latency, now=now, min_request_rate=query.min_request_rate
+        query.series.observations(
+            answers,
+            now=now,
+            min_request_rate=query.min_request_rate,
+            source_name=query.source_name,
         ),
-        series=len(rates) + len(failed) + len(latency),
+        series=sum(len(samples) for samples in answers.values()),
     )
-
-
-def observations_from_samples(
-    rates: Sequence[Sample],
-    failed: Sequence[Sample] = (),
-    latency: Sequence[Sample] = (),
-    *,
-    now: datetime,
-    min_request_rate: float = 0.0,
-) -> list[Observation]:
-    """One OpenTelemetry observation per (client, server), sorted.
-
-    Series of one pair with different connection types are added up; the edge takes the type
-    that carries most of the traffic and the highest p95. Edges at or below zero requests per
-    second, or under `min_request_rate`, are noise. Figures are rounded (rates to 4 significant
-    digits, latency to 0.1 ms) so that snapshots do not churn on noise.
-    """
-    edges: dict[tuple[str, str], _Edge] = {}
-    for sample in rates:
-        key = _edge_key(sample.labels)
-        if key is None or not math.isfinite(sample.value) or sample.value <= 0:
-            continue
-        edge = edges.setdefault(key, _Edge())
-        edge.rate += sample.value
-        kind = _connection_type(sample.labels)
-        edge.rate_by_type[kind] = edge.rate_by_type.get(kind, 0.0) + sample.value
-    for sample in failed:
-        key = _edge_key(sample.labels)
-        if key in edges and math.isfinite(sample.value) and sample.value > 0:
-            edges[key].failed += sample.value
-    for sample in latency:
-        key = _edge_key(sample.labels)
-        if key in edges and math.isfinite(sample.value) and sample.value >= 0:
-            known = edges[key].p95
-            edges[key].p95 = sample.value if known is None else max(known, sample.value)
-
-    observations = []
-    for (source, target), edge in sorted(edges.items()):
-        if edge.rate < min_request_rate:
-            continue
-        connection_type = min(edge.rate_by_type.items(), key=lambda kv: (-kv[1], kv[0]))[0]
-        traffic = Traffic(
-            request_rate=_significant(edge.rate),
-            error_rate=_significant(min(1.0, edge.failed / edge.rate)),
-            p95_latency_ms=None if edge.p95 is None else round(edge.p95 * 1000, 1),
-            connection_type=connection_type,
-        )
-        mode = "async" if connection_type == MESSAGING_SYSTEM else "sync"
-        observations.append(
-            Observation(
-                source=source,
-                target=target,
-                kind=SourceKind.OTEL,
-                last_seen=now,
-                attributes=EdgeAttributes(communication_mode=mode),
-                traffic=traffic,
-            )
-        )
-    return observations
 
 
 def parse_vector(body: bytes, *, scrub: Callable[[str], str] = str) -> list[Sample]:
@@ -442,32 +380,6 @@ def classify_status(
 
 
 # --- internals ---------------------------------------------------------------------------------
-
-
-@dataclass
-class _Edge:
-    rate: float = 0.0
-    failed: float = 0.0
-    p95: float | None = None
-    rate_by_type: dict[str, float] = field(default_factory=dict)
-
-
-def _edge_key(labels: Mapping[str, str]) -> tuple[str, str] | None:
-    client, server = labels.get("client", ""), labels.get("server", "")
-    for name in (client, server):
-        if not name or len(name) > MAX_NAME_LENGTH or _CONTROL.search(name):
-            return None
-    return client, server
-
-
-def _connection_type(labels: Mapping[str, str]) -> str:
-    """The label as it is, unless it is too odd to go into a snapshot (then: unknown, "")."""
-    kind = labels.get("connection_type", "")
-    return kind if len(kind) <= 63 and not _CONTROL.search(kind) else ""
-
-
-def _significant(value: float, digits: int = 4) -> float:
-    return float(f"{value:.{digits}g}")
 
 
 async def _query_with_retries(
@@ -612,7 +524,7 @@ def _display_url(url: str) -> str:
 
 def _check_url(url: str) -> None:
     problem = "expected http(s)://host[:port][/path]"
-    if any(ch.isspace() for ch in url) or _CONTROL.search(url):
+    if any(ch.isspace() for ch in url) or CONTROL.search(url):
         raise ValueError(f"prometheus.url: {problem}")
     try:
         parsed = httpx.URL(url)

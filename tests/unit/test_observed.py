@@ -24,12 +24,12 @@ from servicegraph.observed import (
     PollResult,
     PrometheusQuery,
     Reason,
-    Sample,
     classify_status,
-    observations_from_samples,
     parse_vector,
     poll,
 )
+from servicegraph.otel_edges import observations_from_samples
+from servicegraph.series import Sample
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 TOKEN = "t0ken-Very-5ecret"
@@ -84,6 +84,7 @@ def test_from_source_maps_the_spec() -> None:
         metric_prefix="tempo_service_graph",
         window="15m",
         min_request_rate=0.5,
+        source_name="otel",  # spec.observed is the source named otel
     )
 
 

@@ -36,7 +36,11 @@ def test_each_source_takes_up_its_own_history_and_a_failure_keeps_it() -> None:
             polled.set()
 
         pollers = SourcePollers(
-            namespace="shop", name="shop", kube=None, on_poll=on_poll, logger=logging.getLogger()  # type: ignore[arg-type]
+            namespace="shop",
+            name="shop",
+            kube=None,
+            on_poll=on_poll,
+            logger=logging.getLogger(),  # type: ignore[arg-type]
         )
         pollers.restore(
             [

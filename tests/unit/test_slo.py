@@ -26,7 +26,7 @@ from servicegraph.graph import (
     Traffic,
     analyse,
 )
-from servicegraph.observed import MESSAGING_SYSTEM
+from servicegraph.otel_edges import MESSAGING_SYSTEM
 from servicegraph.slo import MAX_IMPACT_NAMES, ServiceSLO, limiting_dependencies
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)

@@ -30,7 +30,7 @@ from servicegraph.graph import (
     Traffic,
     analyse,
 )
-from servicegraph.observed import MESSAGING_SYSTEM
+from servicegraph.otel_edges import MESSAGING_SYSTEM
 from servicegraph.slo import limiting_dependencies
 from tests.unit.test_graph_properties import (
     NOW,
