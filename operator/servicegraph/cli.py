@@ -282,10 +282,16 @@ def _observed_options(parser: argparse.ArgumentParser) -> None:
     observed = parser.add_argument_group(
         "observed edges",
         "Poll a Prometheus-compatible API (Prometheus, Thanos, Mimir) once for the "
-        "OpenTelemetry service-graph metrics. The ServiceGraph's spec.observed gives the "
+        "OpenTelemetry service-graph metrics, or a service mesh's (--source). The "
+        "ServiceGraph's spec.observed gives the "
         "defaults; its Secrets are not read: pass the token and CA as files.",
     )
     observed.add_argument("--prometheus", metavar="URL", help="base URL of the query API")
+    observed.add_argument(
+        "--source",
+        choices=[t.value for t in SourceType if t != SourceType.KUBERNETES],
+        help="which metrics: otel (OpenTelemetry service graph, the default), istio or linkerd",
+    )
     observed.add_argument("--window", metavar="DURATION", help="how far back (default 1h)")
     observed.add_argument("--metric-prefix", metavar="PREFIX", help="default traces_service_graph")
     observed.add_argument(
@@ -623,6 +629,7 @@ def _refuse_observed_flags_without_prometheus(args: argparse.Namespace) -> None:
             ("--bearer-token-file", args.bearer_token_file),
             ("--ca-file", args.ca_file),
             ("--timeout", args.timeout),
+            ("--source", args.source),
         )
         if value not in (None, [])
     ]
@@ -676,8 +683,17 @@ def _poll(
 
     token = _read_text(args.bearer_token_file, "--bearer-token-file")
     ca = _read_text(args.ca_file, "--ca-file")
+    kind = SourceType(args.source or SourceType.OTEL)
+    if kind != SourceType.OTEL and args.metric_prefix is not None:
+        raise CliError(f"--metric-prefix is only for --source otel; {kind} names are fixed")
+    discovery = DiscoverySource.from_observed(source).model_copy(
+        update={
+            "type": kind,
+            "metric_prefix": None if kind != SourceType.OTEL else source.metric_prefix,
+        }
+    )
     try:
-        query = observed.PrometheusQuery.from_source(source, bearer_token=token, ca_pem=ca)
+        query = observed.PrometheusQuery.from_source(discovery, bearer_token=token, ca_pem=ca)
     except ValueError as exc:
         field, _, problem = str(exc).partition(": ")
         flag = {"bearerToken": "--bearer-token-file", "ca": "--ca-file"}.get(field, field)
@@ -688,7 +704,8 @@ def _poll(
         raise CliError(f"{exc.reason.value}: {exc.message}") from None
     return result.observations, {
         "prometheus": query.display_url,
-        "metricPrefix": query.metric_prefix,
+        "source": str(kind),
+        "metricPrefix": query.metric_prefix if kind == SourceType.OTEL else None,
         "window": query.window,
         "minRequestRate": query.min_request_rate,
         "series": result.series,

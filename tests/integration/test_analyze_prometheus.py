@@ -57,6 +57,7 @@ def test_the_boutique_example_reports_exactly_the_undeclared_edge(stack: Stack) 
     }
     assert report["observed"] == {
         "prometheus": stack.boutique_prometheus.url,
+        "source": "otel",
         "metricPrefix": "traces_service_graph",
         "window": "1h",
         "minRequestRate": 0.0,
