@@ -4,6 +4,7 @@ failure keeping its own edges and no other's, each named in the status and the s
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tests.e2e.test_operator_support import (
@@ -14,10 +15,12 @@ from tests.e2e.test_operator_support import (
     sdep,
     snapshot_document,
 )
+from tests.support.binaries import require_binary
 from tests.support.emulator import Api
 from tests.support.kubectl import wait_for
+from tests.support.mesh_exporters import MeshExporter, istio_request, linkerd_request
 from tests.support.operator_process import OperatorProcess
-from tests.support.prometheus import Edge, FakePrometheus
+from tests.support.prometheus import Edge, FakePrometheus, PrometheusServer
 
 
 def sources_status(api: Api) -> dict[str, dict[str, Any]]:
@@ -92,3 +95,59 @@ def test_a_failing_source_keeps_its_edges_and_no_other_source_stops(
         api.kubectl.apply(graph("shop", sources=sources[:1]))
         wait_for(lambda: set(sources_status(api)) == {"traces-east"}, timeout=60)
         wait_for(lambda: set(reporters(api)[("a", "b")]) == {"manual", "traces-east"}, timeout=60)
+
+
+def test_istio_and_linkerd_edges_reach_the_snapshot_through_prometheus(
+    api: Api, tmp_path: Path, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    require_binary("prometheus", "the operator polls a real Prometheus")
+    series = [
+        *istio_request("frontend", "cartservice", rate=4),
+        *istio_request(
+            "curl", "frontend", rate=1, reporters=("destination",), source_workload="unknown"
+        ),
+        *linkerd_request("cartservice", "redis-cart", rate=2, destination_kind="statefulset"),
+    ]
+    with (
+        MeshExporter(series) as exporter,
+        PrometheusServer(tmp_path / "prometheus", [exporter.target]) as prometheus,
+    ):
+        prometheus.wait_for_series("rate(istio_requests_total[30s]) > 0", 1, timeout=30)
+        install(api, "shop")
+        sources = [
+            {
+                "name": name,
+                "type": name,
+                "prometheus": {"url": prometheus.url},
+                "interval": "2s",
+                "window": "30s",
+            }
+            for name in ("istio", "linkerd")
+        ]
+        api.kubectl.apply(graph("shop", sources=sources), sdep("frontend", "cartservice"))
+        start_operator()
+        wanted = {
+            ("frontend", "cartservice"),
+            ("unknown", "frontend"),
+            ("cartservice", "redis-cart"),
+        }
+        wait_for(lambda: wanted <= set(reporters(api)), timeout=60)
+        doc = snapshot_document(api, "shop-graph")
+        edges = {(e["source"], e["target"]): e for e in doc["edges"]}
+        cart = edges[("frontend", "cartservice")]
+        assert [(s["kind"], s.get("name"), s["confidence"]) for s in cart["sources"]] == [
+            ("manual", None, 1.0),
+            ("service-mesh", "istio", 0.9),
+        ]
+        assert cart["traffic"]["requestRate"] > 0
+        assert edges[("cartservice", "redis-cart")]["sources"][0]["name"] == "linkerd"
+        nodes = {n["name"]: n for n in doc["nodes"]}
+        assert nodes["unknown"]["role"] == "virtual"
+        assert edges[("unknown", "frontend")]["sources"][0]["virtual"] == "source"
+        wait_for(
+            lambda: (
+                {n: s.get("healthy") for n, s in sources_status(api).items()}
+                == {"istio": True, "linkerd": True}
+            ),
+            timeout=60,
+        )
