@@ -57,6 +57,7 @@ bench: setup
 	$(BIN)/python bench/operator_bench.py --sizes 1000,5000,10000
 	$(BIN)/python bench/durability_bench.py
 	$(BIN)/python bench/liveness_bench.py --services 10000
+	$(BIN)/python bench/inference_bench.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 # An env variable whose name says it holds an address: a bare name counts there.
@@ -52,10 +53,23 @@ class HostReference:
 
 def references_in(
     value: str, *, variable: str | None = None, command: bool = False
-) -> list[HostReference]:
+) -> tuple[HostReference, ...]:
     """The hosts `value` names. `variable` is the env variable it came from (a bare name counts
     only in one whose name says it holds an address); `command` says it is an argument or a
     command, where `host port` as two words counts too."""
+    address = variable is not None and is_address_variable(variable)
+    if not address and ":" not in value and "=" not in value and not command:
+        return ()  # 8080, info, true: most values name nothing, and cost nothing
+    return _references(value, address, command)
+
+
+@lru_cache(maxsize=4096)  # variable names repeat across every workload
+def is_address_variable(name: str) -> bool:
+    return bool(ADDRESS_VARIABLE.search(name.upper()))
+
+
+@lru_cache(maxsize=65536)  # clusters repeat values: one collector, one broker, one database
+def _references(value: str, address: bool, command: bool) -> tuple[HostReference, ...]:
     found: dict[tuple[str, int | None], HostReference] = {}
     covered: list[tuple[int, int]] = []
 
@@ -68,16 +82,27 @@ def references_in(
         messaging = scheme.lower() in MESSAGING_SCHEMES or number in MESSAGING_PORTS
         found.setdefault((name, number), HostReference(name, number, text, messaging))
 
-    for match in _URL.finditer(value):
-        add(match["host"], match["port"], match[0], *match.span(), scheme=match["scheme"])
-    for pattern in (_HOST_PORT, _KEY_VALUE, *((_HOST_THEN_PORT,) if command else ())):
+    if "://" in value:
+        for match in _URL.finditer(value):
+            add(match["host"], match["port"], match[0], *match.span(), scheme=match["scheme"])
+    patterns = [
+        *((_HOST_PORT,) if ":" in value else ()),
+        *((_KEY_VALUE,) if "=" in value else ()),
+        *((_HOST_THEN_PORT,) if command else ()),
+    ]
+    for pattern in patterns:
         for match in pattern.finditer(value):
             start, end = match.span("host")
             if any(a <= start < b for a, b in covered):
                 continue
             add(match["host"], match["port"], match[0].strip(" ;"), start, end)
-    if not found and variable is not None and ADDRESS_VARIABLE.search(variable.upper()):
+    if not found and address:
         for part in (p.strip() for p in value.split(",")):
             if _BARE.match(part) and not part.isdigit():
                 add(part, None, part, 0, 0)
-    return list(found.values())
+    return tuple(found.values())
+
+
+def references_cache_clear() -> None:
+    """Forget the strings seen so far (for measuring a first look)."""
+    _references.cache_clear()

@@ -532,8 +532,7 @@ INFERRED_SOURCE = DiscoverySource(name="manifests", type=SourceType.KUBERNETES)
 
 
 def _inference(paths: Sequence[str], namespace: str) -> inference.Inference:
-    entries = (inference.entry_of(obj) for obj in cluster_objects(paths, namespace))
-    return inference.infer(entry for entry in entries if entry is not None)
+    return inference.infer(inference.entries_of(cluster_objects(paths, namespace)))
 
 
 def _infer(args: argparse.Namespace) -> int:

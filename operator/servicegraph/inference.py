@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from servicegraph.addresses import HostReference, references_in
-from servicegraph.graph import EdgeAttributes, Evidence, Observation, SourceKind
+from servicegraph.graph import EdgeAttributes, Evidence, Observation, SourceKind, without_gc
 
 WORKLOAD_KINDS: Final = {
     "Deployment": "apps/v1",
@@ -214,6 +214,13 @@ class Inference:
     unresolved: tuple[Unresolved, ...]
 
 
+@without_gc
+def entries_of(bodies: Iterable[Mapping[str, Any]]) -> list[ManifestEntry]:
+    """The entries of many objects at once (a folder of manifests, a benchmark)."""
+    return [entry for entry in map(entry_of, bodies) if entry is not None]
+
+
+@without_gc
 def infer(entries: Iterable[ManifestEntry]) -> Inference:
     """Every edge the manifests imply, sorted; the same whatever the order of `entries`."""
     workloads: list[WorkloadEntry] = []
@@ -290,7 +297,9 @@ def infer(entries: Iterable[ManifestEntry]) -> Inference:
         InferredEdge(
             source,
             target,
-            tuple(sorted(set(evidence), key=_evidence_order)[:MAX_EVIDENCE]),
+            (evidence[0],)
+            if len(evidence) == 1
+            else tuple(sorted(set(evidence), key=_evidence_order)[:MAX_EVIDENCE]),
             ASYNC if messaging else SYNC,
         )
         for (source, target), (evidence, messaging) in sorted(found.items())

@@ -75,3 +75,10 @@ def test_liveness_benchmark_prints_its_table() -> None:
         assert int(rows[phase][2].replace(",", "")) > 0, rows[phase]  # probes were answered
         assert int(rows[phase][9]) >= 1, rows[phase]  # the operator did recompute
     assert "p99 < 100 ms" in out  # the budget beside the numbers
+
+
+def test_inference_benchmark_prints_its_table() -> None:
+    out = run("inference_bench.py", "--quick")
+    assert "| workloads + Services | entries from objects | infer, first |" in out
+    # every synthetic workload names one retired host: each is one unresolved reference
+    assert out.strip().splitlines()[-1].endswith("| 200 |")
