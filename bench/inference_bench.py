@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+from functools import partial
 from time import perf_counter
 from typing import Any
 
 from servicegraph import addresses
-from servicegraph.inference import ManifestEntry, entries_of, infer
+from servicegraph.inference import entries_of, infer
 
 BUDGET_SECONDS = 2.0
 NAMESPACES = 20
@@ -129,13 +130,10 @@ def main() -> None:
     for size in sizes:
         objects = cluster(size)
 
-        def entries() -> list[ManifestEntry]:
-            return entries_of(objects)
-
-        read, listed = median_seconds(entries, repeat)
+        read, listed = median_seconds(partial(entries_of, objects), repeat)
         addresses.references_cache_clear()
-        first, _ = median_seconds(lambda: infer(listed), 1)  # nothing seen before: the CLI
-        inferred, found = median_seconds(lambda: infer(listed), repeat)  # the operator, later
+        first, _ = median_seconds(partial(infer, listed), 1)  # nothing seen before: the CLI
+        inferred, found = median_seconds(partial(infer, listed), repeat)  # the operator, later
         total = read + first
         verdict = "pass" if total < BUDGET_SECONDS or size < 10_000 else "**over**"
         print(
