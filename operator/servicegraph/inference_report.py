@@ -8,16 +8,7 @@ from typing import Any
 from servicegraph.api import API_VERSION
 from servicegraph.graph import Evidence
 from servicegraph.inference import Inference
-
-
-def evidence_entry(evidence: Evidence) -> dict[str, Any]:
-    return {
-        "kind": evidence.kind,
-        "name": evidence.name,
-        "container": evidence.container,
-        "field": evidence.field,
-        "value": evidence.value,
-    }
+from servicegraph.snapshot import evidence_document
 
 
 def inference_document(inference: Inference) -> dict[str, Any]:
@@ -29,12 +20,16 @@ def inference_document(inference: Inference) -> dict[str, Any]:
                 "source": edge.source,
                 "target": edge.target,
                 "communicationMode": edge.attributes.communication_mode,
-                "evidence": [evidence_entry(e) for e in edge.evidence],
+                "evidence": [evidence_document(e) for e in edge.evidence],
             }
             for edge in inference.edges
         ],
         "unresolved": [
-            {"source": u.source, "reference": u.reference, "evidence": evidence_entry(u.evidence)}
+            {
+                "source": u.source,
+                "reference": u.reference,
+                "evidence": evidence_document(u.evidence),
+            }
             for u in inference.unresolved
         ],
     }

@@ -19,13 +19,13 @@ only by an IP address (pods churning) is dropped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping
+from functools import partial
 from typing import Final
 
-from servicegraph.graph import Observation, VirtualEnd
+from servicegraph.graph import VirtualEnd
 from servicegraph.mesh_series import INDEPENDENT, TCP, EdgeKey, mesh_observations
-from servicegraph.series import QUANTILE, Sample, ip_like, usable_name
+from servicegraph.series import QUANTILE, ip_like, usable_name
 
 __all__ = ["INDEPENDENT", "observations", "queries"]
 
@@ -67,22 +67,6 @@ def queries(metric_prefix: str, window: str) -> dict[str, str]:
     }
 
 
-def observations(
-    answers: Mapping[str, Sequence[Sample]],
-    *,
-    now: datetime,
-    min_request_rate: float,
-    source_name: str,
-) -> list[Observation]:
-    return mesh_observations(
-        answers,
-        edge_key,
-        now=now,
-        min_request_rate=min_request_rate,
-        source_name=source_name,
-    )
-
-
 def edge_key(labels: Mapping[str, str]) -> EdgeKey | None:
     """The two ends a series is about, or None for one that names no usable edge."""
     source = labels.get("source_canonical_service", "")
@@ -102,3 +86,7 @@ def edge_key(labels: Mapping[str, str]) -> EdgeKey | None:
         return None
     protocol = labels.get("request_protocol", "")
     return EdgeKey(source, target, virtual, protocol if protocol in ("grpc", "http", TCP) else None)
+
+
+# What `observed.poll` calls: the accumulation every mesh shares, with this mesh's labels.
+observations: Final = partial(mesh_observations, key_of=edge_key)

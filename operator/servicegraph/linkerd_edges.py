@@ -14,13 +14,12 @@ so a request reported by both proxies is counted once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping
+from functools import partial
 from typing import Final
 
-from servicegraph.graph import Observation
 from servicegraph.mesh_series import INDEPENDENT, EdgeKey, mesh_observations
-from servicegraph.series import QUANTILE, Sample, ip_like, usable_name
+from servicegraph.series import QUANTILE, ip_like, usable_name
 
 __all__ = ["INDEPENDENT", "observations", "queries"]
 
@@ -44,25 +43,13 @@ def queries(metric_prefix: str, window: str) -> dict[str, str]:
     }
 
 
-def observations(
-    answers: Mapping[str, Sequence[Sample]],
-    *,
-    now: datetime,
-    min_request_rate: float,
-    source_name: str,
-) -> list[Observation]:
-    return mesh_observations(
-        answers,
-        edge_key,
-        now=now,
-        min_request_rate=min_request_rate,
-        source_name=source_name,
-    )
-
-
 def edge_key(labels: Mapping[str, str]) -> EdgeKey | None:
     source = next((labels[k] for k in WORKLOAD_LABELS if labels.get(k)), "")
     target = next((labels[f"dst_{k}"] for k in WORKLOAD_LABELS if labels.get(f"dst_{k}")), "")
     if ip_like(target) or not (usable_name(source) and usable_name(target)):
         return None
     return EdgeKey(source, target)
+
+
+# What `observed.poll` calls: the accumulation every mesh shares, with this mesh's labels.
+observations: Final = partial(mesh_observations, key_of=edge_key)

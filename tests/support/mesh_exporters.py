@@ -17,8 +17,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import Metric
+
+from tests.support.exporter_server import ExporterServer
 
 # Istio's default buckets of istio_request_duration_milliseconds; Linkerd's are similar.
 MILLISECOND_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
@@ -171,18 +172,14 @@ class _Count:
     updated: float = field(default_factory=time.monotonic)
 
 
-class MeshExporter:
+class MeshExporter(ExporterServer):
     """Serves `Series` as counters and histograms (see the module)."""
 
     def __init__(self, series: Iterable[Series] = ()) -> None:
         self._lock = threading.Lock()
         self._counts: dict[Any, _Count] = {}
         self.set_series(series)
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self)
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
+        super().__init__()
 
     def set_series(self, series: Iterable[Series]) -> None:
         with self._lock:
@@ -219,27 +216,3 @@ class MeshExporter:
             family.add_sample(f"{series.name}_count", labels, total)
             family.add_sample(f"{series.name}_sum", labels, total * series.latency_ms)
         yield from families.values()
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> MeshExporter:
-        self._server, self._thread = start_http_server(0, addr="127.0.0.1", registry=self.registry)
-        self.port = self._server.server_port
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> MeshExporter:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

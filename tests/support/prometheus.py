@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+
+from tests.support.exporter_server import ExporterServer
 
 PROMETHEUS = shutil.which("prometheus")
 SKIP_REASON = (
@@ -120,7 +121,7 @@ class _Counts:
         self.updated = now
 
 
-class ServiceGraphExporter:
+class ServiceGraphExporter(ExporterServer):
     """Serves the metrics of the OpenTelemetry collector's servicegraph connector.
 
     Same names and labels as the connector (`client`, `server`, `connection_type`, `failed`):
@@ -135,11 +136,7 @@ class ServiceGraphExporter:
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, str, str], _Counts] = {}
         self.set_edges(edges)
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self)
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
+        super().__init__()
 
     # Edges, at runtime.
 
@@ -211,33 +208,6 @@ class ServiceGraphExporter:
                 server.add_metric(labels, _buckets(edge.latency, count), count * edge.latency)
                 client.add_metric(labels, _buckets(client_latency, count), count * client_latency)
         yield from (total, failed, server, client)
-
-    # The HTTP server.
-
-    @property
-    def target(self) -> str:
-        """host:port, as a Prometheus scrape target."""
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> ServiceGraphExporter:
-        self._server, self._thread = start_http_server(0, addr="127.0.0.1", registry=self.registry)
-        self.port = self._server.server_port
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> ServiceGraphExporter:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _buckets(latency: float, count: float) -> list[tuple[str, float]]:

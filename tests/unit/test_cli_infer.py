@@ -34,6 +34,7 @@ def test_json_lists_edges_with_their_evidence_and_the_unresolved() -> None:
             "container": "server",
             "field": "env[EMAIL_SERVICE_ADDR]",
             "value": "emailservice:5000",
+            "namespace": "default",
         }
     ]
     assert report["unresolved"] == [
@@ -46,6 +47,7 @@ def test_json_lists_edges_with_their_evidence_and_the_unresolved() -> None:
                 "container": "server",
                 "field": "env[SHOPPING_ASSISTANT_SERVICE_ADDR]",
                 "value": "shoppingassistantservice:80",
+                "namespace": "default",
             },
         }
     ]
