@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from servicegraph.api import DiscoverySource, SecretKeyRef, SourceType
+from servicegraph.api import DiscoverySource, PolledSource, SecretKeyRef, SourceType
 from servicegraph.graph import Observation, merge_observations, prune_observations
 from servicegraph.kube import Kube, KubeError
 from servicegraph.observed import ObservedSourceError, PrometheusQuery, poll
@@ -162,7 +162,11 @@ class SourcePoller:
 
 class SourcePollers:
     """The Prometheus sources of one graph, kept in step with its spec: a poller and a task
-    for each, started when a source appears, stopped (its history dropped) when it goes."""
+    for each, started when a source appears, stopped when it goes. What a source that the spec
+    does not name saw (it was removed, or the last snapshot holds it) is history like any
+    other: it goes stale after staleAfter and is forgotten after the default retention, so
+    neither a restart nor a brief edit of the spec loses it, and it is taken up again should
+    the source return."""
 
     def __init__(
         self,
@@ -180,8 +184,8 @@ class SourcePollers:
         self.logger = logger
         self.pollers: dict[str, SourcePoller] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
-        # History restored from the snapshot, by source name, until its source is synced.
-        self.restored: dict[str, list[Observation]] = {}
+        # Sightings by sources the spec does not name (now), by source name.
+        self.retired: dict[str, list[Observation]] = {}
         self.restored_states: dict[str, Mapping[str, Any]] = {}
 
     def restore(
@@ -190,10 +194,10 @@ class SourcePollers:
         """The last snapshot's sightings, by the source that made them, and the status's
         figures of each source; taken up by the pollers `sync` starts."""
         for obs in observations:
-            self.restored.setdefault(obs.reporter, []).append(obs)
+            self.retired.setdefault(obs.reporter, []).append(obs)
         self.restored_states = dict(states)
         for name, poller in self.pollers.items():
-            poller.restore(self.restored.pop(name, []), self.restored_states.get(name, {}))
+            poller.restore(self.retired.pop(name, []), self.restored_states.get(name, {}))
 
     def sync(self, sources: Iterable[DiscoverySource]) -> None:
         """Start, update and stop pollers to match `sources` (a changed source polls at once)."""
@@ -202,7 +206,9 @@ class SourcePollers:
             n for n in self.pollers if n not in wanted or _retyped(self.pollers[n], wanted[n])
         ]:
             self.tasks.pop(name).cancel()
-            del self.pollers[name]
+            stopped = self.pollers.pop(name)
+            if name not in wanted:
+                self.retired[name] = stopped.observations
             METRICS.forget_source(self.namespace, self.name, name)
         for name, source in wanted.items():
             poller = self.pollers.get(name)
@@ -215,8 +221,8 @@ class SourcePollers:
                     on_poll=self.on_poll,
                     logger=self.logger,
                 )
-                if name in self.restored:
-                    poller.restore(self.restored.pop(name), self.restored_states.get(name, {}))
+                if name in self.retired:
+                    poller.restore(self.retired.pop(name), self.restored_states.get(name, {}))
                 self.tasks[name] = asyncio.create_task(
                     poller.run(), name=f"poll {self.namespace}/{self.name} {name}"
                 )
@@ -224,11 +230,21 @@ class SourcePollers:
                 poller.source = source
                 poller.wake.set()
 
-    def prune(self, now: datetime, retention: Callable[[DiscoverySource], float]) -> int:
-        return sum(p.prune(now, retention(p.source)) for p in self.pollers.values())
+    def prune(self, now: datetime, retention: Callable[[PolledSource], float]) -> int:
+        pruned = sum(p.prune(now, retention(p.source)) for p in self.pollers.values())
+        kept = timedelta(seconds=retention(PolledSource()))
+        for name, sightings in list(self.retired.items()):
+            left, gone = prune_observations(sightings, now=now, retention=kept)
+            pruned += gone
+            if left:
+                self.retired[name] = left
+            else:
+                del self.retired[name]
+        return pruned
 
     def observations(self) -> list[Observation]:
-        return [obs for poller in self.pollers.values() for obs in poller.observations]
+        polled = [obs for poller in self.pollers.values() for obs in poller.observations]
+        return polled + [obs for sightings in self.retired.values() for obs in sightings]
 
     def states(self) -> list[ObservedState]:
         return [poller.state for poller in self.pollers.values()]

@@ -74,7 +74,8 @@ def test_every_printer_column(api: Api, start_operator: StartOperator) -> None:
     checkout["spec"].update(service="checkout-svc", team="commerce", tier="critical")
     api.kubectl.apply(graph("shop"), checkout, sdep("payment", "checkout-svc"))
     # An earlier run saw checkout-svc call cache an hour ago (drift: undeclared) and legacy
-    # call old-db a month ago (stale): the only way to have STALE and DRIFT without Prometheus.
+    # call old-db three weeks ago (stale, within the 30-day retention): the only way to have
+    # STALE and DRIFT without Prometheus.
     now = datetime.now(UTC).replace(microsecond=0)
     seed_snapshot(
         api,
@@ -82,7 +83,7 @@ def test_every_printer_column(api: Api, start_operator: StartOperator) -> None:
         [],
         [
             Observation("checkout-svc", "cache", SourceKind.OTEL, now - timedelta(hours=1)),
-            Observation("legacy", "old-db", SourceKind.OTEL, now - timedelta(days=30)),
+            Observation("legacy", "old-db", SourceKind.OTEL, now - timedelta(days=21)),
         ],
     )
     start_operator()

@@ -60,16 +60,22 @@ def test_each_source_takes_up_its_own_history_and_a_failure_keeps_it() -> None:
             while not all(p.state.healthy is False for p in pollers.pollers.values()):
                 await asyncio.wait_for(polled.wait(), 10)
                 polled.clear()
-            # Both failed; both keep what they had, and the last success they had.
-            assert sorted(o.target for o in pollers.observations()) == ["b", "c"]
+            # Both failed; both keep what they had, and the last success they had; what the
+            # snapshot held of "gone" stays, to age out.
+            assert sorted(o.target for o in pollers.observations()) == ["b", "c", "d"]
             assert pollers.pollers["mesh"].state.last_success_time == "2026-05-01T11:00:00Z"
             assert pollers.pollers["mesh"].state.reason == "Unreachable"
 
-            # A source that changes type is another source: its history goes; a removed one
-            # goes altogether.
+            # A source that changes type is another source: its history goes. A removed one
+            # stops polling; what it saw stays, to age out, with what the snapshot held of
+            # a source no longer named; it comes back with its source.
             pollers.sync(sources({**mesh, "type": "linkerd"}))
             assert list(pollers.pollers) == ["mesh"]
             assert pollers.pollers["mesh"].observations == []
+            assert sorted(o.target for o in pollers.observations()) == ["c", "d"]
+            pollers.sync(sources(mesh, traces))
+            assert [o.target for o in pollers.pollers["traces"].observations] == ["c"]
+            assert sorted(o.target for o in pollers.observations()) == ["c", "d"]
         finally:
             pollers.stop()
 
