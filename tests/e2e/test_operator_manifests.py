@@ -8,8 +8,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from tests.support.real_manifests import ONLINE_BOUTIQUE_EDGES, real_manifest
-
 from tests.e2e.test_operator_support import (
     condition,
     edges_of,
@@ -20,6 +18,7 @@ from tests.e2e.test_operator_support import (
 from tests.support.emulator import Api
 from tests.support.kubectl import wait_for
 from tests.support.operator_process import OperatorProcess
+from tests.support.real_manifests import ONLINE_BOUTIQUE_EDGES, real_manifest
 
 SOURCES = [{"name": "manifests", "type": "kubernetes", "interval": "1m"}]
 
