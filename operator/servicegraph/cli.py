@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from servicegraph import (
+    __version__,
     export,
     inference,
     inference_report,
@@ -75,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="servicegraph",
         description="Service dependency graphs for SLO engines: check, analyse, query, export.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     check = commands.add_parser(

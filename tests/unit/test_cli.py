@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,16 @@ def sdep(name: str, *targets: str, **spec: Any) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": "shop"},
         "spec": {"dependsOn": [{"service": t} for t in targets], **spec},
     }
+
+
+def test_version_is_the_package_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0, result.stderr
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert result.stdout.strip() == f"servicegraph {project['version']}"
+    assert project["license"] == "Apache-2.0"
+    assert "Apache License" in (root / "LICENSE").read_text()
 
 
 def test_check_passes_the_online_boutique_example() -> None:
