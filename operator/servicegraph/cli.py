@@ -85,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Exit 0 when all is well, 1 on unacknowledged cycles, 2 on invalid manifests.",
     )
     check.add_argument("paths", nargs="+", metavar="PATH", help="files or folders of manifests")
+    check.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="pass when the paths hold no ServiceDependency (by default an error: a gate that "
+        "checks nothing is off)",
+    )
     _graph_choice(check)
     check.set_defaults(command=_check)
 
@@ -475,6 +481,12 @@ def _check(args: argparse.Namespace) -> int:
     for problem in manifests.problems:
         print(problem, file=sys.stderr)
     if manifests.problems:
+        return EXIT_INVALID
+    if not manifests.dependencies and not args.allow_empty:
+        print(
+            f"error: no ServiceDependency in {' '.join(args.paths)} (--allow-empty passes anyway)",
+            file=sys.stderr,
+        )
         return EXIT_INVALID
     graph, _ = _analyse(manifests, args.graph)
     for (source, target), edge in graph.edges.items():

@@ -7,7 +7,7 @@ Helm-rendered or Argo CD application folder can be handed over as it is.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 from yaml.constructor import ConstructorError, SafeConstructor
 
-from servicegraph.api import GROUP, ServiceDependency, ServiceGraph
+from servicegraph.api import API_VERSION, GROUP, ServiceDependency, ServiceGraph
 from servicegraph.validation import FieldError, printable, validate
 
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -202,18 +202,20 @@ def load(paths: Iterable[str | Path]) -> ManifestSet:
     result = ManifestSet()
     for path in files_under(paths):
         for doc in _documents(path):
-            if not isinstance(doc, dict) or doc.get("kind") not in OUR_KINDS:
+            if not isinstance(doc, dict):
                 continue
             if not str(doc.get("apiVersion", "")).startswith(f"{GROUP}/"):
-                continue  # same kind name, someone else's API group
-            kind = doc["kind"]
+                continue  # someone else's API group, whatever its kind is called
+            kind = printable(str(doc.get("kind", ""))[:100])
             metadata = doc.get("metadata")
             if not isinstance(metadata, dict):
                 metadata = {}
             name = "/".join(str(p) for p in (metadata.get("namespace"), metadata.get("name")) if p)
             name = printable(name[:100])
             name = name if len(name) <= 80 else name[:77] + "..."
-            errors = validate(doc)
+            # A misspelt kind or version of our group is a mistake, never someone else's
+            # object: skipping it would turn a pipeline's gate off without a word.
+            errors = _unknown_type(doc) or validate(doc)
             if not errors:
                 try:
                     model = ServiceDependency if kind == "ServiceDependency" else ServiceGraph
@@ -229,6 +231,22 @@ def load(paths: Iterable[str | Path]) -> ManifestSet:
             else:
                 result.graphs.append(parsed)
     return result
+
+
+def _unknown_type(doc: Mapping[str, Any]) -> list[FieldError]:
+    if doc.get("kind") not in OUR_KINDS:
+        kind = printable(str(doc.get("kind"))[:100])
+        kinds = ", ".join(f'"{k}"' for k in OUR_KINDS)
+        return [FieldError("kind", f'Unsupported value: "{kind}": {GROUP} has the kinds {kinds}')]
+    if doc.get("apiVersion") != API_VERSION:
+        version = printable(str(doc.get("apiVersion"))[:100])
+        return [
+            FieldError(
+                "apiVersion",
+                f'Unsupported value: "{version}": supported values: "{API_VERSION}"',
+            )
+        ]
+    return []
 
 
 def cluster_objects(paths: Iterable[str | Path], namespace: str) -> Iterator[dict[str, Any]]:

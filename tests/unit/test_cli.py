@@ -92,6 +92,58 @@ def test_check_refuses_invalid_manifests_naming_file_object_and_field(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        None,  # an empty folder
+        "just some notes, not YAML of any object\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+    ],
+    ids=["empty folder", "plain text", "no object of ours"],
+)
+def test_check_with_nothing_to_check_fails_unless_allowed(
+    tmp_path: Path, content: str | None
+) -> None:
+    if content is not None:
+        (tmp_path / "notes.yaml").write_text(content)
+    result = run("check", str(tmp_path))
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == f"error: no ServiceDependency in {tmp_path} (--allow-empty passes anyway)\n"
+    )
+    allowed = run("check", "--allow-empty", str(tmp_path))
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout.startswith("ok: 0 services")
+
+
+@pytest.mark.parametrize(
+    ("api_version", "kind", "message"),
+    [
+        (
+            "graph.slo-engine.io/v1alpha1",
+            "ServiceDependancy",
+            'kind: Unsupported value: "ServiceDependancy": graph.slo-engine.io has the kinds '
+            '"ServiceDependency", "ServiceGraph"',
+        ),
+        (
+            "graph.slo-engine.io/v1",
+            "ServiceDependency",
+            'apiVersion: Unsupported value: "graph.slo-engine.io/v1": supported values: '
+            '"graph.slo-engine.io/v1alpha1"',
+        ),
+    ],
+)
+def test_check_names_a_misspelt_kind_or_version_of_our_group(
+    tmp_path: Path, api_version: str, kind: str, message: str
+) -> None:
+    typo = {**sdep("checkout", "payment"), "apiVersion": api_version, "kind": kind}
+    bad = write(tmp_path / "checkout.yaml", sdep("payment"), typo)
+    result = run("check", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr == f"{bad}: {kind} shop/checkout: {message}\n"
+
+
 def test_check_reports_each_cycle_with_exit_1(tmp_path: Path) -> None:
     write(
         tmp_path / "all.yaml",

@@ -490,10 +490,15 @@ CASES = [
     Case("invalid UTF-8", lambda: MANIFEST_HEAD.encode() + b"spec: {team: \xff\xfe}\n", 2, "UTF"),
     Case("UTF-16", lambda: (MANIFEST_HEAD + "spec: {}\n").encode("utf-16"), 2, "cannot read"),
     Case("binary noise", lambda: bytes(range(256)) * 100, 2, "cannot read"),
-    Case("empty file", lambda: "", 0, "ok: 0 services"),
-    Case("only comments and separators", lambda: "# hi\n---\n---\n...\n", 0, "ok: 0 services"),
+    Case("empty file", lambda: "", 2, "no ServiceDependency"),
+    Case(
+        "only comments and separators",
+        lambda: "# hi\n---\n---\n...\n",
+        2,
+        "no ServiceDependency",
+    ),
     Case("a List whose items are not a list", lambda: "kind: List\nitems: 5\n", 2, "must be a"),
-    Case("a scalar document", lambda: "just a string\n", 0, "ok: 0 services"),
+    Case("a scalar document", lambda: "just a string\n", 2, "no ServiceDependency"),
     Case(
         "a date where a string goes", lambda: MANIFEST_HEAD + "spec: {team: 2024-01-01}\n", 0, "ok"
     ),
@@ -545,8 +550,8 @@ CASES = [
     Case(
         "kind is a list",
         lambda: f"apiVersion: {API_VERSION}\nkind: [ServiceDependency]\n",
-        0,
-        "ok: 0 services",
+        2,
+        "kind: Unsupported value",
     ),
     Case(
         "PromQL and JSONPath as names",
