@@ -84,7 +84,12 @@ def _parser() -> argparse.ArgumentParser:
         help="validate manifests as admission would, and fail on unacknowledged cycles",
         description="Exit 0 when all is well, 1 on unacknowledged cycles, 2 on invalid manifests.",
     )
-    check.add_argument("paths", nargs="+", metavar="PATH", help="files or folders of manifests")
+    check.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="files or folders of manifests; - reads standard input",
+    )
     check.add_argument(
         "--allow-empty",
         action="store_true",
@@ -120,7 +125,12 @@ def _parser() -> argparse.ArgumentParser:
         "ConfigMaps, and print the edges their env values, arguments and commands imply. "
         "-o yaml drafts ServiceDependency manifests to review and commit.",
     )
-    infer.add_argument("paths", nargs="+", metavar="PATH", help="files or folders of manifests")
+    infer.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="files or folders of manifests; - reads standard input",
+    )
     infer.add_argument(
         "-n",
         "--namespace",

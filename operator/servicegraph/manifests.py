@@ -7,10 +7,11 @@ Helm-rendered or Argo CD application folder can be handed over as it is.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 from pydantic import ValidationError
@@ -27,6 +28,8 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 # Aliases repeat anchored nodes without copying them; past this many repeated nodes a document
 # is refused, as kubectl refuses "excessive aliasing" (a "billion laughs" expands to 10^9).
 MAX_ALIASED_NODES = 1_000_000
+# The path `-` stands for: standard input, named so in messages.
+STDIN: Final = Path("<stdin>")
 
 
 class ManifestError(Exception):
@@ -55,6 +58,9 @@ class ManifestSet:
 
 def files_under(paths: Iterable[str | Path]) -> Iterator[Path]:
     for raw in paths:
+        if str(raw) == "-":  # as kubectl's `-f -`: what a pipe brings, e.g. `helm template`
+            yield STDIN
+            continue
         path = Path(raw)
         if path.is_dir():
             yield from sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
@@ -168,13 +174,14 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 def _documents(path: Path) -> Iterator[Any]:
     try:
-        size = path.stat().st_size
+        piped = sys.stdin.buffer.read(MAX_FILE_BYTES + 1) if path is STDIN else None
+        size = path.stat().st_size if piped is None else len(piped)
         if size > MAX_FILE_BYTES:
             raise ManifestError(
                 f"{path}: {size / 2**20:.1f} MiB is more than the {MAX_FILE_BYTES // 2**20} MiB "
                 "a manifest file may hold; split it into several files"
             )
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8") if piped is None else piped.decode("utf-8")
         for doc in yaml.load_all(text, Loader=_ManifestLoader):
             if isinstance(doc, dict) and doc.get("kind") == "List":
                 items = doc.get("items") or []

@@ -117,6 +117,30 @@ def test_check_with_nothing_to_check_fails_unless_allowed(
     assert allowed.stdout.startswith("ok: 0 services")
 
 
+def test_check_reads_standard_input_as_a_pipe_gives_it() -> None:
+    exe = Path(sys.executable).with_name("servicegraph")
+    cycle = yaml.safe_dump_all([sdep("a", "b"), sdep("b", "a")])
+    piped = subprocess.run(
+        [str(exe), "check", "-"], input=cycle, capture_output=True, text=True, timeout=60
+    )
+    assert piped.returncode == 1, piped.stderr
+    assert "cycle: " in piped.stderr
+    fine = yaml.safe_dump_all([sdep("a", "b"), sdep("b")])
+    piped = subprocess.run(
+        [str(exe), "check", "-"], input=fine, capture_output=True, text=True, timeout=60
+    )
+    assert (piped.returncode, piped.stdout) == (
+        0,
+        "ok: 2 services, 1 edges, no unacknowledged cycle\n",
+    )
+    bad = yaml.safe_dump({**sdep("a"), "kind": "ServiceDependancy"})
+    piped = subprocess.run(
+        [str(exe), "check", "-"], input=bad, capture_output=True, text=True, timeout=60
+    )
+    assert piped.returncode == 2
+    assert piped.stderr.startswith("<stdin>: ServiceDependancy shop/a: kind: Unsupported value")
+
+
 @pytest.mark.parametrize(
     ("api_version", "kind", "message"),
     [
