@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from yaml.constructor import ConstructorError, SafeConstructor
 
 from servicegraph.api import API_VERSION, GROUP, ServiceDependency, ServiceGraph
-from servicegraph.validation import FieldError, printable, validate
+from servicegraph.validation import FieldError, cut, printable, validate
 
 SUFFIXES = (".yaml", ".yml", ".json")
 OUR_KINDS = ("ServiceDependency", "ServiceGraph")
@@ -28,6 +28,8 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 # Aliases repeat anchored nodes without copying them; past this many repeated nodes a document
 # is refused, as kubectl refuses "excessive aliasing" (a "billion laughs" expands to 10^9).
 MAX_ALIASED_NODES = 1_000_000
+# What a problem says after its file's name, at the most.
+MAX_PROBLEM_LENGTH: Final = 590
 # The path `-` stands for: standard input, named so in messages.
 STDIN: Final = Path("<stdin>")
 
@@ -46,7 +48,9 @@ class Problem:
     error: FieldError
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.kind} {self.name}: {self.error}"
+        # One short line whatever the object holds: the error, name and kind are each cut,
+        # and so is all of them together.
+        return f"{self.path}: {cut(f'{self.kind} {self.name}: {self.error}', MAX_PROBLEM_LENGTH)}"
 
 
 @dataclass
@@ -213,7 +217,7 @@ def load(paths: Iterable[str | Path]) -> ManifestSet:
                 continue
             if not str(doc.get("apiVersion", "")).startswith(f"{GROUP}/"):
                 continue  # someone else's API group, whatever its kind is called
-            kind = printable(str(doc.get("kind", ""))[:100])
+            kind = cut(printable(str(doc.get("kind", ""))[:100]), 40)
             metadata = doc.get("metadata")
             if not isinstance(metadata, dict):
                 metadata = {}

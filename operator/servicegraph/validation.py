@@ -35,7 +35,7 @@ class FieldError:
 
     def __str__(self) -> str:
         text = f"{self.field}: {self.message}" if self.field else self.message
-        return _cut(printable(text), 500)
+        return cut(printable(text), 500)
 
 
 def printable(text: str) -> str:
@@ -134,7 +134,7 @@ def _metadata_errors(metadata: Any) -> Iterator[FieldError]:
     elif len(name) > 253 or not re.fullmatch(DNS_SUBDOMAIN_PATTERN, name):
         yield FieldError(
             "metadata.name",
-            f"Invalid value: {_cut(repr(name[:100]), 80)}: a lowercase RFC 1123 subdomain must "
+            f"Invalid value: {cut(repr(name[:100]), 80)}: a lowercase RFC 1123 subdomain must "
             "consist of lower case alphanumeric characters, '-' or '.'",
         )
     namespace = metadata.get("namespace")
@@ -143,7 +143,7 @@ def _metadata_errors(metadata: Any) -> Iterator[FieldError]:
         and len(namespace) <= 63
         and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", namespace)
     ):
-        shown = _cut(repr(namespace[:100]), 80) if isinstance(namespace, str) else _short(namespace)
+        shown = cut(repr(namespace[:100]), 80) if isinstance(namespace, str) else _short(namespace)
         yield FieldError("metadata.namespace", f"Invalid value: {shown}")
     for field in ("labels", "annotations"):
         yield from _string_map_errors(f"metadata.{field}", metadata.get(field), field == "labels")
@@ -244,16 +244,16 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if keyword in ("minLength", "minItems"):
         unit = "characters" if keyword == "minLength" else "items"
         return f"Invalid value: {_short(value)}: should have at least {expected} {unit}"
-    return f"Invalid value: {_cut(error.message, 200)}"
+    return f"Invalid value: {cut(error.message, 200)}"
 
 
 def _short(value: Any) -> str:
     """`value` as JSON, at most 80 characters, however big, deep or odd the value is (cut
     after unprintable characters are escaped, which makes them longer)."""
-    return _cut(printable(json.dumps(_clipped(value), ensure_ascii=False, default=repr)), 80)
+    return cut(printable(json.dumps(_clipped(value), ensure_ascii=False, default=repr)), 80)
 
 
-def _cut(text: str, limit: int) -> str:
+def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -303,7 +303,7 @@ def _uniqueness_errors(schema: JsonSchema, value: list[Any], path: str) -> list[
     for index, item in enumerate(value):
         if list_type == "map" and isinstance(item, dict):
             identity: Any = tuple(_hashable(item.get(key)) for key in keys)
-            shown = ", ".join(f'{key}="{_cut(str(item.get(key)), 80)}"' for key in keys)
+            shown = ", ".join(f'{key}="{cut(str(item.get(key)), 80)}"' for key in keys)
             where = f"{path}[{index}].{keys[0]}" if len(keys) == 1 else f"{path}[{index}]"
         elif list_type == "set":
             identity, shown, where = repr(item), _short(item), f"{path}[{index}]"
