@@ -55,6 +55,19 @@ METRIC_PREFIX_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+URL_PATTERN = r"^https?://[^\s]+$"
+# What each pattern means, for messages to people (flags); manifests keep the API server's
+# wording, which quotes the pattern.
+PATTERN_MEANINGS: Final = {
+    SERVICE_NAME_PATTERN: "a service name: letters, digits, '.', '_' and '-', starting and "
+    "ending with a letter or digit",
+    DURATION_PATTERN: "a duration such as 30s, 5m, 1h30m or 7d (units ms, s, m, h, d, w)",
+    METRIC_PREFIX_PATTERN: "a Prometheus metric name prefix: letters, digits, '_' and ':', "
+    "not starting with a digit",
+    DNS_SUBDOMAIN_PATTERN: "a Kubernetes name: lower-case letters, digits, '-' and '.'",
+    DNS_LABEL_PATTERN: "a DNS label: lower-case letters, digits and '-'",
+    URL_PATTERN: "an http:// or https:// URL, such as http://prometheus.monitoring:9090",
+}
 
 ServiceName = Annotated[
     str, StringConstraints(min_length=1, max_length=253, pattern=SERVICE_NAME_PATTERN)
@@ -300,7 +313,7 @@ class SecretKeyRef(ApiModel):
 class PrometheusEndpoint(ApiModel):
     """A Prometheus-compatible query API (Prometheus, Thanos, Mimir, Cortex)."""
 
-    url: Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s]+$")]
+    url: Annotated[str, StringConstraints(max_length=2048, pattern=URL_PATTERN)]
     headers: dict[str, Annotated[str, StringConstraints(max_length=4096)]] = Field(
         default_factory=dict,
         description="Extra request headers, such as X-Scope-OrgID for a Mimir tenant.",

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from servicegraph import (
     __version__,
@@ -27,6 +28,7 @@ from servicegraph import (
     snapshot_files,
 )
 from servicegraph.api import (
+    PATTERN_MEANINGS,
     DiscoverySource,
     ObservedSource,
     ServiceDependency,
@@ -89,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="PATH",
         help="files or folders of manifests; - reads standard input",
+    )
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="warnings fail the check too (exit 2): a service declared twice, a dependency on "
+        "a service no manifest declares",
     )
     check.add_argument(
         "--allow-empty",
@@ -334,7 +342,7 @@ def _observed_options(parser: argparse.ArgumentParser) -> None:
 def _graph_choice(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--graph",
-        metavar="NAME",
+        metavar="[NAMESPACE/]NAME",
         help="which ServiceGraph's settings apply when the manifests hold several",
     )
 
@@ -362,16 +370,29 @@ def _load_valid(paths: Sequence[str]) -> ManifestSet:
     return manifests
 
 
-def _chosen_graph(manifests: ManifestSet, name: str | None) -> ServiceGraph | None:
+def _chosen_graph(manifests: ManifestSet, ref: str | None) -> ServiceGraph | None:
+    """The ServiceGraph `--graph [NAMESPACE/]NAME` names, or the only one."""
     graphs = manifests.graphs
-    if name is not None:
-        graphs = [g for g in graphs if g.metadata.name == name]
+    if ref is not None:
+        namespace, _, name = ref.rpartition("/")
+        graphs = [
+            g for g in graphs if g.metadata.name == name and namespace in ("", g.metadata.namespace)
+        ]
         if not graphs:
-            raise CliError(f"no ServiceGraph named {name!r} in the manifests")
+            raise CliError(f"no ServiceGraph {ref!r} in the manifests")
     if len(graphs) > 1:
-        names = ", ".join(sorted(g.metadata.name for g in graphs))
-        raise CliError(f"the manifests hold several ServiceGraphs ({names}): pick one with --graph")
+        names = ", ".join(
+            sorted(_object_ref(g.metadata.namespace, g.metadata.name) for g in graphs)
+        )
+        raise CliError(
+            f"the manifests hold several ServiceGraphs ({names}): pick one with "
+            "--graph [NAMESPACE/]NAME"
+        )
     return graphs[0] if graphs else None
+
+
+def _object_ref(namespace: str | None, name: str | None) -> str:
+    return "/".join(part for part in (namespace, name) if part)
 
 
 def _analyse(
@@ -499,15 +520,26 @@ def _check(args: argparse.Namespace) -> int:
         )
         return EXIT_INVALID
     graph, _ = _analyse(manifests, args.graph)
-    for (source, target), edge in graph.edges.items():
-        if edge.declared and not graph.nodes[target].declared:
-            print(
-                f"warning: {source} depends on {target}, which no manifest declares",
-                file=sys.stderr,
-            )
+    warnings = [
+        f"{source} depends on {target}, which no manifest declares"
+        for (source, target), edge in graph.edges.items()
+        if edge.declared and not graph.nodes[target].declared
+    ]
     for conflict in graph.conflicts:
-        losers = ", ".join("/".join(filter(None, ref)) for ref in conflict.losers)
-        print(f"warning: service {conflict.service} is declared again by {losers}", file=sys.stderr)
+        declared_by = [
+            f"{_object_ref(*ref)} ({manifests.origin('ServiceDependency', *ref)})"
+            for ref in (conflict.winner, *conflict.losers)
+        ]
+        warnings.append(
+            f"service {conflict.service} is declared by {len(declared_by)} objects: "
+            f"{', '.join(declared_by)}; the first one counts"
+        )
+    level = "error" if args.strict else "warning"
+    for warning in warnings:
+        print(f"{level}: {warning}", file=sys.stderr)
+    if warnings and args.strict:
+        print(f"{len(warnings)} warning(s), and --strict fails on warnings", file=sys.stderr)
+        return EXIT_INVALID
     for cycle in graph.cycles:
         print(f"cycle: {cycle.describe()}", file=sys.stderr)
     if graph.cycles:
@@ -693,7 +725,16 @@ def _observed_source(args: argparse.Namespace, chosen: ServiceGraph | None) -> O
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
         flag = next((f for key, f in _OBSERVED_FLAGS.items() if where.startswith(key)), where)
-        raise CliError(f"invalid {flag}: {error['msg']}") from None
+        raise CliError(_flag_problem(flag, error)) from None
+
+
+def _flag_problem(flag: str, error: ErrorDetails) -> str:
+    """A flag's invalid value in words: what was given and what is expected."""
+    given = error.get("input")
+    pattern = (error.get("ctx") or {}).get("pattern")
+    if pattern in PATTERN_MEANINGS:
+        return f"{flag} {given!r}: expects {PATTERN_MEANINGS[pattern]}"
+    return f"{flag} {given!r}: {error['msg'].replace('Input should', 'should')}"
 
 
 def _poll(
@@ -719,7 +760,11 @@ def _poll(
         query = observed.PrometheusQuery.from_source(discovery, bearer_token=token, ca_pem=ca)
     except ValueError as exc:
         field, _, problem = str(exc).partition(": ")
-        flag = {"bearerToken": "--bearer-token-file", "ca": "--ca-file"}.get(field, field)
+        flag = {
+            "bearerToken": "--bearer-token-file",
+            "ca": "--ca-file",
+            "prometheus.headers": "--header",
+        }.get(field, field)
         raise CliError(f"{flag}: {problem}") from None
     try:
         result = asyncio.run(observed.poll(query, now=now))

@@ -53,11 +53,21 @@ class Problem:
         return f"{self.path}: {cut(f'{self.kind} {self.name}: {self.error}', MAX_PROBLEM_LENGTH)}"
 
 
+# An object's identity as the API server sees it: kind, namespace (None: the one applied to),
+# name.
+ObjectKey = tuple[str, str | None, str | None]
+
+
 @dataclass
 class ManifestSet:
     dependencies: list[ServiceDependency] = field(default_factory=list)
     graphs: list[ServiceGraph] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    # Where each valid object was read from, so that messages can name the file.
+    origins: dict[ObjectKey, Path] = field(default_factory=dict)
+
+    def origin(self, kind: str, namespace: str | None, name: str | None) -> Path | None:
+        return self.origins.get((kind, namespace or None, name))
 
 
 def files_under(paths: Iterable[str | Path]) -> Iterator[Path]:
@@ -235,6 +245,8 @@ def load(paths: Iterable[str | Path]) -> ManifestSet:
                     first = exc.errors()[0]
                     where = ".".join(str(part) for part in first["loc"])
                     errors = [FieldError(where, f"Invalid value: {first['msg']}")]
+            if not errors:
+                errors = _duplicate(result, path, kind, parsed)
             if errors:
                 result.problems += [Problem(path, kind, name or "<unnamed>", e) for e in errors]
             elif isinstance(parsed, ServiceDependency):
@@ -242,6 +254,20 @@ def load(paths: Iterable[str | Path]) -> ManifestSet:
             else:
                 result.graphs.append(parsed)
     return result
+
+
+def _duplicate(
+    result: ManifestSet, path: Path, kind: str, parsed: ServiceDependency | ServiceGraph
+) -> list[FieldError]:
+    """Two objects of one kind, namespace and name: one apply would overwrite the other, so
+    which one the cluster ends up with depends on the order of the files."""
+    key = (kind, parsed.metadata.namespace or None, parsed.metadata.name)
+    first = result.origins.get(key)
+    if first is None:
+        result.origins[key] = path
+        return []
+    where = "earlier in the same file" if first == path else f"in {first}"
+    return [FieldError("metadata.name", f'Duplicate value: "{key[2]}": also defined {where}')]
 
 
 def _unknown_type(doc: Mapping[str, Any]) -> list[FieldError]:

@@ -238,12 +238,20 @@ class PrometheusQuery:
 
     def scrub(self, text: str) -> str:
         """`text` (an answer or an exception of someone else) without secrets, made short."""
-        secrets = [value for _, value in self.headers if value]
+        secrets = [value for _, value in self.headers]
         secrets += [s for s in (self.bearer_token, httpx.URL(self.url).password) if s]
-        for secret in sorted(secrets, key=len, reverse=True):
+        # A value of a few characters is no secret (X-Scope-OrgID: a), and starring each of
+        # its occurrences would garble the whole message.
+        for secret in sorted(
+            (s for s in secrets if len(s) >= MIN_SECRET_LENGTH), key=len, reverse=True
+        ):
             text = text.replace(secret, "***")
         text = CONTROL.sub(" ", text).strip()
         return text if len(text) <= 200 else text[:199] + "…"
+
+
+# Shorter header values, tokens and passwords are not hidden from messages; see `scrub`.
+MIN_SECRET_LENGTH: Final = 4
 
 
 @dataclass(frozen=True)

@@ -146,10 +146,22 @@ def test_an_unreachable_prometheus_is_one_line() -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--window", "1h]) or vector(1"], "error: invalid --window: String should match pattern"),
-        (["--metric-prefix", 'up{job="x"}'], "error: invalid --metric-prefix: String should match"),
-        (["--min-request-rate", "-1"], "error: invalid --min-request-rate:"),
-        (["--timeout", "soon"], "error: invalid --timeout:"),
+        (
+            ["--window", "1h]) or vector(1"],
+            "error: --window '1h]) or vector(1': expects a duration such as 30s, 5m, 1h30m or 7d "
+            "(units ms, s, m, h, d, w)\n",
+        ),
+        (
+            ["--metric-prefix", 'up{job="x"}'],
+            "error: --metric-prefix 'up{job=\"x\"}': expects a Prometheus metric name prefix: "
+            "letters, digits, '_' and ':', not starting with a digit\n",
+        ),
+        (
+            ["--min-request-rate", "-1"],
+            "error: --min-request-rate -1.0: should be greater than or equal to 0\n",
+        ),
+        (["--timeout", "soon"], "error: --timeout 'soon': expects a duration such as 30s"),
+        (["--timeout", "0s"], "error: --timeout '0s': must be between 1s and 5m, not 0s\n"),
         (["--header", "X-Scope-OrgID"], "error: --header expects NAME=VALUE"),
         (["--bearer-token-file", "/nonexistent/token"], "error: --bearer-token-file: cannot read"),
         (["--ca-file", "/nonexistent/ca.crt"], "error: --ca-file: cannot read"),
@@ -174,6 +186,14 @@ def test_a_file_that_is_no_ca_is_refused(
     url = f"http://127.0.0.1:{free_port()}"
     assert main(["analyze", str(BOUTIQUE), "--prometheus", url, "--ca-file", str(ca)]) == 2
     assert capsys.readouterr().err.startswith("error: --ca-file: not a PEM certificate")
+
+
+def test_a_url_that_is_none_is_named_in_words(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["analyze", str(BOUTIQUE), "--prometheus", "not-a-url"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --prometheus 'not-a-url': expects an http:// or https:// URL, such as "
+        "http://prometheus.monitoring:9090\n"
+    )
 
 
 def test_observed_flags_need_prometheus(capsys: pytest.CaptureFixture[str]) -> None:

@@ -202,6 +202,83 @@ def test_check_warns_about_undeclared_targets(
     assert "warning: a depends on ghost, which no manifest declares" in capsys.readouterr().err
 
 
+def test_two_objects_of_one_name_fail_naming_both_files(tmp_path: Path) -> None:
+    first = write(tmp_path / "a.yaml", sdep("checkout", "payment"), sdep("payment"))
+    second = write(tmp_path / "b.yaml", sdep("checkout"))
+    result = run("check", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f'{second}: ServiceDependency shop/checkout: metadata.name: Duplicate value: "checkout": '
+        f"also defined in {first}\n"
+    )
+    same_file = write(tmp_path / "a.yaml", sdep("payment"), sdep("payment"))
+    second.unlink()
+    result = run("check", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.endswith("also defined earlier in the same file\n")
+    assert result.stderr.startswith(f"{same_file}: ServiceDependency shop/payment: ")
+    # Another namespace or another kind is another object.
+    other = {**sdep("payment"), "metadata": {"name": "payment", "namespace": "billing"}}
+    write(tmp_path / "a.yaml", sdep("payment"), sdep("checkout", "payment"), other)
+    graph = {"apiVersion": API, "kind": "ServiceGraph", "metadata": {"name": "payment"}, "spec": {}}
+    write(tmp_path / "graph.yaml", graph)
+    assert run("check", str(tmp_path)).returncode == 0
+
+
+def test_a_service_declared_twice_warns_and_fails_under_strict(tmp_path: Path) -> None:
+    legacy = {
+        **sdep("payment-legacy"),
+        "spec": {"service": "payment", "dependsOn": []},
+    }
+    mine = write(tmp_path / "a.yaml", sdep("checkout", "payment"), sdep("payment"))
+    theirs = write(tmp_path / "legacy.yaml", legacy)
+    message = (
+        f"service payment is declared by 2 objects: shop/payment ({mine}), "
+        f"shop/payment-legacy ({theirs}); the first one counts\n"
+    )
+    lenient = run("check", str(tmp_path))
+    assert lenient.returncode == 0, lenient.stderr
+    assert lenient.stderr == f"warning: {message}"
+    strict = run("check", "--strict", str(tmp_path))
+    assert strict.returncode == 2
+    assert strict.stderr == f"error: {message}1 warning(s), and --strict fails on warnings\n"
+    theirs.unlink()
+    assert run("check", "--strict", str(tmp_path)).returncode == 0
+
+
+def test_strict_fails_on_a_dependency_nobody_declares(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", sdep("a", "ghost"))
+    result = run("check", "--strict", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: a depends on ghost, which no manifest declares\n")
+
+
+def test_graph_is_picked_by_namespace_and_name(tmp_path: Path) -> None:
+    def graph(namespace: str, acknowledged: list[list[str]]) -> dict[str, Any]:
+        return {
+            "apiVersion": API,
+            "kind": "ServiceGraph",
+            "metadata": {"name": "shop", "namespace": namespace},
+            "spec": {"acknowledgedCycles": acknowledged, "selector": {"namespaces": ["shop"]}},
+        }
+
+    write(tmp_path / "all.yaml", sdep("a", "b"), sdep("b", "a"))
+    write(tmp_path / "graphs.yaml", graph("team-a", [["a", "b"]]), graph("team-b", []))
+    several = run("check", str(tmp_path))
+    assert several.returncode == 2
+    assert several.stderr == (
+        "error: the manifests hold several ServiceGraphs (team-a/shop, team-b/shop): pick one "
+        "with --graph [NAMESPACE/]NAME\n"
+    )
+    assert run("check", "--graph", "shop", str(tmp_path)).returncode == 2  # still two
+    assert run("check", "--graph", "team-a/shop", str(tmp_path)).returncode == 0
+    assert run("check", "--graph", "team-b/shop", str(tmp_path)).returncode == 1
+    analysed = run("analyze", "--graph", "team-a/shop", str(tmp_path), "-o", "json")
+    assert json.loads(analysed.stdout)["graph"] == {"namespace": "team-a", "name": "shop"}
+    missing = run("check", "--graph", "team-c/shop", str(tmp_path))
+    assert missing.stderr == "error: no ServiceGraph 'team-c/shop' in the manifests\n"
+
+
 def test_unreadable_input_is_one_line_without_traceback(tmp_path: Path) -> None:
     (tmp_path / "broken.yaml").write_text("kind: [unclosed\n", encoding="utf-8")
     result = run("check", str(tmp_path))

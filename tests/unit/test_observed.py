@@ -231,6 +231,8 @@ def test_scrub_removes_every_secret_and_keeps_it_short() -> None:
     text = f"Authorization: Bearer {TOKEN}\r\nX-Org: team-a\npassword pa55word"
     assert query.scrub(text) == "Authorization: Bearer ***  X-Org: *** password ***"
     assert len(query.scrub("x" * 1000)) == 200
+    short = PrometheusQuery("http://thanos:9090", headers=(("X-Org", "c"),))
+    assert short.scrub("Name or service not known") == "Name or service not known"
 
 
 # --- answers ---------------------------------------------------------------------------------
