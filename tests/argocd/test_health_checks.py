@@ -25,7 +25,9 @@ from tests.support.binaries import needs_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGOCD = ROOT / "manifests" / "argocd"
-CUSTOMIZATIONS = ARGOCD / "resource_customizations" / "graph.slo-engine.io"
+# Argo CD's own layout (health.lua, health_test.yaml, testdata/), kept with the tests since its
+# test data holds objects of our kinds, which `servicegraph check manifests/` would read.
+CUSTOMIZATIONS = Path(__file__).parent / "resource_customizations" / "graph.slo-engine.io"
 KINDS = ("ServiceGraph", "ServiceDependency")
 LUA = shutil.which("lua5.1") or "/usr/bin/lua5.1"
 needs_lua = needs_binary(

@@ -32,8 +32,15 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from tests.e2e.test_operator_support import (  # noqa: E402
+    BOUTIQUE,
+    BOUTIQUE_NAMESPACE,
+    READY,
+    install,
+    jsonpath,
+)
 from tests.support.emulator import Api, EmulatorServer, write_kubeconfig  # noqa: E402
-from tests.support.kubectl import Kubectl  # noqa: E402
+from tests.support.kubectl import Kubectl, wait_for  # noqa: E402
 from tests.support.operator_process import OperatorProcess  # noqa: E402
 
 ALLOW_ERRORS = "allow_operator_errors"
@@ -57,6 +64,31 @@ def api(tmp_path: Path) -> Iterator[Api]:
         bugs = [e for e in server.emulator.errors if not isinstance(e, kmock.KubernetesError)]
     if bugs:
         pytest.fail(f"the API emulator failed internally: {bugs!r}")
+
+
+@pytest.fixture(scope="module")
+def boutique(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """Online Boutique applied with kubectl and reconciled by the operator, on an API of the
+    module's own: the tests using it only read, so one operator serves them all."""
+    folder = tmp_path_factory.mktemp("boutique")
+    ns = BOUTIQUE_NAMESPACE
+    with EmulatorServer() as server:
+        kubeconfig = write_kubeconfig(folder / "kubeconfig", server.url)
+        api = Api(server, kubeconfig, Kubectl(kubeconfig, folder / "kubectl-cache"))
+        install(api, ns)  # the folder's namespace.yaml comes after the objects in it
+        api.kubectl("apply", "-f", str(BOUTIQUE))
+        operator = OperatorProcess(api, folder / "operator.log").start()
+        try:
+            wait_for(lambda: jsonpath(api, "servicegraph", ns, READY, ns) == "True", timeout=30)
+            wait_for(lambda: jsonpath(api, "servicegraph", ns, "{.status.snapshot.revision}", ns))
+            yield api
+        except Exception:
+            print(operator.log()[-6000:])
+            raise
+        finally:
+            operator.stop()
+        bugs = [e for e in server.emulator.errors if not isinstance(e, kmock.KubernetesError)]
+    assert not bugs, f"the API emulator failed internally: {bugs!r}"
 
 
 @pytest.fixture

@@ -9,32 +9,28 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kmock
 import pytest
 
 from servicegraph import snapshot_configmaps
 from servicegraph.cli import main
 from tests.e2e.test_operator_support import (
-    READY,
-    ROOT,
+    BOUTIQUE,
+    BOUTIQUE_NAMESPACE,
     graph,
     install,
     jsonpath,
     sdep,
     snapshot_document,
 )
-from tests.support.emulator import Api, EmulatorServer, write_kubeconfig
-from tests.support.kubectl import KUBECTL, Kubectl, wait_for
-from tests.support.operator_process import OperatorProcess
+from tests.support.emulator import Api, write_kubeconfig
+from tests.support.kubectl import KUBECTL
 
 pytestmark = pytest.mark.e2e
 
-BOUTIQUE = ROOT / "manifests" / "examples" / "online-boutique"
-NS = "online-boutique"
+NS = BOUTIQUE_NAMESPACE
 # The virtual environment's bin first: there kubectl finds kubectl-servicegraph.
 VENV_BIN = Path(sys.executable).parent
 
@@ -68,30 +64,6 @@ def offline(*args: str, capsys: pytest.CaptureFixture[str]) -> Any:
     """The same command in this process, on the manifests: what the live answer must equal."""
     assert main(list(args)) == 0
     return json.loads(capsys.readouterr().out)
-
-
-@pytest.fixture(scope="module")
-def boutique(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    """Online Boutique applied with kubectl and reconciled by the operator, on an API of this
-    module's own: the tests using it only read, so one operator serves them all."""
-    folder = tmp_path_factory.mktemp("boutique")
-    with EmulatorServer() as server:
-        kubeconfig = write_kubeconfig(folder / "kubeconfig", server.url)
-        api = Api(server, kubeconfig, Kubectl(kubeconfig, folder / "kubectl-cache"))
-        install(api, NS)  # the folder's namespace.yaml comes after the objects in it
-        api.kubectl("apply", "-f", str(BOUTIQUE))
-        operator = OperatorProcess(api, folder / "operator.log").start()
-        try:
-            wait_for(lambda: jsonpath(api, "servicegraph", NS, READY, NS) == "True", timeout=30)
-            wait_for(lambda: jsonpath(api, "servicegraph", NS, "{.status.snapshot.revision}", NS))
-            yield api
-        except Exception:
-            print(operator.log()[-6000:])
-            raise
-        finally:
-            operator.stop()
-        bugs = [e for e in server.emulator.errors if not isinstance(e, kmock.KubernetesError)]
-    assert not bugs, f"the API emulator failed internally: {bugs!r}"
 
 
 def test_kubectl_finds_the_plugin(api: Api) -> None:

@@ -24,6 +24,8 @@ from tests.support.operator_process import free_port as free_port  # for servers
 ROOT = Path(__file__).resolve().parents[2]
 GROUP = "graph.slo-engine.io"
 API = f"{GROUP}/v1alpha1"
+BOUTIQUE = ROOT / "manifests" / "examples" / "online-boutique"
+BOUTIQUE_NAMESPACE = "online-boutique"
 READY = '{.status.conditions[?(@.type=="Ready")].status}'
 COUNTS = "{.status.services}/{.status.edges}"
 
