@@ -297,6 +297,9 @@ def _conditions_field() -> Any:
 
 class ServiceDependencyStatus(ApiModel):
     observed_generation: int | None = Field(None, ge=0)
+    service: StatusName | None = Field(
+        None, description="The service this object declares: spec.service, or the object's name."
+    )
     conditions: list[Condition] = _conditions_field()
     resolved_targets: list[StatusName] = Field(default_factory=list, max_length=MAX_DEPENDENCIES)
     unresolved_targets: list[StatusName] = Field(default_factory=list, max_length=MAX_DEPENDENCIES)
@@ -877,8 +880,10 @@ SERVICE_DEPENDENCY = ResourceKind(
     plural="servicedependencies",
     short_names=("sdep",),
     printer_columns=(
+        # From the status: spec.service defaults to the object's name, which a column's
+        # JSONPath cannot express.
         PrinterColumn(
-            "Service", "string", ".spec.service", "Service name; default the object's name"
+            "Service", "string", ".status.service", "The service declared: spec.service or name"
         ),
         PrinterColumn("Team", "string", ".spec.team"),
         PrinterColumn("Tier", "string", ".spec.tier"),

@@ -156,7 +156,10 @@ class DependencyStatuses:
             previous = self._previous(dep)
             if not _says_selected(previous) or status_owner(dep, graphs, self.tenancy) is not None:
                 continue
-            desired = not_selected_status(generation=dep.generation, previous=previous, now=now)
+            service = dep.declaration.name if dep.declaration else None
+            desired = not_selected_status(
+                service, generation=dep.generation, previous=previous, now=now
+            )
             if desired != comparable(previous, desired):
                 yield (dep.namespace, dep.name), desired
 

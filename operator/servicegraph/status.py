@@ -343,6 +343,7 @@ def dependency_status(
     node = known.get(declaration.name)
     return {
         "observedGeneration": generation,
+        "service": declaration.name,
         "conditions": [accepted],
         "resolvedTargets": resolved[:MAX_DEPENDENCIES],
         "unresolvedTargets": unresolved[:MAX_DEPENDENCIES],
@@ -366,10 +367,11 @@ def invalid_dependency_status(
     return _outside_any_graph(accepted, generation)
 
 
-def _outside_any_graph(accepted: Body, generation: int | None) -> Body:
+def _outside_any_graph(accepted: Body, generation: int | None, service: str | None = None) -> Body:
     """The status of an object that is in no graph: only its Accepted condition says why."""
     return {
         "observedGeneration": generation,
+        "service": service,
         "conditions": [accepted],
         "resolvedTargets": [],
         "unresolvedTargets": [],
@@ -383,7 +385,7 @@ def comparable(previous: Mapping[str, Any], desired: Mapping[str, Any]) -> Body:
 
 
 def not_selected_status(
-    *, generation: int | None, previous: Mapping[str, Any], now: datetime
+    service: str | None, *, generation: int | None, previous: Mapping[str, Any], now: datetime
 ) -> Body:
     """For an object no ServiceGraph selects any more: whatever graph it was in is gone."""
     accepted = condition(
@@ -395,7 +397,7 @@ def not_selected_status(
         previous=previous.get("conditions") or [],
         now=now,
     )
-    return _outside_any_graph(accepted, generation)
+    return _outside_any_graph(accepted, generation, service)
 
 
 def invalid_graph_status(

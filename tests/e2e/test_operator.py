@@ -118,7 +118,7 @@ def test_every_printer_column(api: Api, start_operator: StartOperator) -> None:
                 "Age": created("sdep", "checkout"),
             },
             "payment": {
-                "Service": "",
+                "Service": "payment",  # spec.service left out: the object's name
                 "Team": "",
                 "Tier": "",
                 "Accepted": "True",
@@ -151,7 +151,7 @@ def test_every_printer_column(api: Api, start_operator: StartOperator) -> None:
     assert rows[0] == ["NAME", "SERVICE", "TEAM", "TIER", "ACCEPTED", "IN-CYCLE", "AGE"]
     assert rows[1][:-1] == ["checkout", "checkout-svc", "commerce", "critical", "True", "true"]
     # Cells with no value: blank here, <none> from some servers.
-    assert [c for c in rows[2][:-1] if c != "<none>"] == ["payment", "True", "true"]
+    assert [c for c in rows[2][:-1] if c != "<none>"] == ["payment", "payment", "True", "true"]
     rows = table(api.kubectl("get", "sdep", "-n", "shop", "-o", "wide"))
     assert rows[0][-2:] == ["UNRESOLVED", "AGE"] and rows[1][-2] == '["ghost"]'
 
