@@ -18,6 +18,7 @@ from pydantic_core import ErrorDetails
 
 from servicegraph import (
     __version__,
+    analysis_report,
     export,
     inference,
     inference_report,
@@ -37,7 +38,6 @@ from servicegraph.api import (
     SourceType,
 )
 from servicegraph.crds import render_crds
-from servicegraph.cycles import Cycle
 from servicegraph.graph import (
     MAX_DEPTH,
     Direction,
@@ -610,28 +610,7 @@ def _infer(args: argparse.Namespace) -> int:
 def _analyze(args: argparse.Namespace) -> int:
     graph, chosen, polled = _analysed(args)
     ref = (chosen.metadata.namespace or "", chosen.metadata.name) if chosen else None
-    doc = snapshot.to_document(graph, graph_ref=ref)
-    report = {
-        key: doc[key]
-        for key in (
-            "graph",
-            "summary",
-            "cycles",
-            "cyclePaths",
-            "acknowledgedCycles",
-            "acknowledgedCyclePaths",
-            "drift",
-        )
-    }
-    # As `servicegraph slo` spells them: the chain written out, where the snapshot has its
-    # next hop only.
-    report["slo"] = {
-        node["name"]: {
-            **{key: value for key, value in node["slo"].items() if key != "syncNext"},
-            "syncChain": list(graph.sync_chain(node["name"])),
-        }
-        for node in doc["nodes"]
-    }
+    report = analysis_report.analysis_document(graph, snapshot.to_document(graph, graph_ref=ref))
     if polled is not None:
         report["observed"] = polled
     if args.output == "json":
@@ -644,20 +623,19 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _print_analysis(report: dict[str, Any]) -> None:
-    summary = report["summary"]
-    _print_table(["COUNT", "VALUE"], [[key, str(value)] for key, value in summary.items()])
+    _print_table(analysis_report.SERVICE_HEADERS, analysis_report.service_rows(report))
+    print()
+    _print_table(
+        ["COUNT", "VALUE"], [[key, str(value)] for key, value in report["summary"].items()]
+    )
     if "observed" in report:
         polled = report["observed"]
         print(
             f"observed: {polled['edges']} edges in {polled['series']} series from "
             f"{polled['prometheus']} over {polled['window']}"
         )
-    for title, cycles, paths in (
-        ("cycles", report["cycles"], report["cyclePaths"]),
-        ("acknowledged", report["acknowledgedCycles"], report["acknowledgedCyclePaths"]),
-    ):
-        for members, path in zip(cycles, paths, strict=True):
-            print(f"{title}: {Cycle(tuple(members), tuple(path)).describe()}")
+    for line in analysis_report.cycle_lines(report):
+        print(line)
     for kind, edges in report["drift"].items():
         for edge in edges:
             print(f"{kind}: {edge['source']} -> {edge['target']}")
@@ -796,7 +774,21 @@ def _query(args: argparse.Namespace) -> int:
         raise CliError(f"--depth must be between 1 and {MAX_DEPTH}, not {args.depth}")
     graph = snapshot.graph_from_document(_document(args))
     subgraph = graph.query(args.service, args.direction, args.depth, args.include_stale)
+    reached = graph.reach(args.service, args.direction, args.depth, args.include_stale)
     doc = snapshot.to_document(subgraph)
+    # Nearest first, then as the snapshot orders them; each with how the query reached it.
+    edges = sorted(
+        (
+            {
+                **edge,
+                "hops": {
+                    str(way): hop for way, hop in reached[edge["source"], edge["target"]].items()
+                },
+            }
+            for edge in doc["edges"]
+        ),
+        key=lambda edge: min(edge["hops"].values()),
+    )
     if args.output == "json":
         result = {
             "service": args.service,
@@ -804,7 +796,7 @@ def _query(args: argparse.Namespace) -> int:
             "depth": args.depth,
             "includeStale": args.include_stale,
             "nodes": [node["name"] for node in doc["nodes"]],
-            "edges": doc["edges"],
+            "edges": edges,
         }
         print(json.dumps(result, indent=2))
         return 0
@@ -812,14 +804,18 @@ def _query(args: argparse.Namespace) -> int:
         [
             e["source"],
             e["target"],
+            ",".join(e["hops"]),
+            ",".join(str(hop) for hop in e["hops"].values()),
             e["attributes"].get("communicationMode", ""),
             e["attributes"].get("criticality", ""),
             ",".join(s["kind"] for s in e["sources"]),
             "yes" if e["stale"] else "",
         ]
-        for e in doc["edges"]
+        for e in edges
     ]
-    _print_table(["SOURCE", "TARGET", "MODE", "CRITICALITY", "SOURCES", "STALE"], rows)
+    _print_table(
+        ["SOURCE", "TARGET", "DIRECTION", "HOP", "MODE", "CRITICALITY", "SOURCES", "STALE"], rows
+    )
     return 0
 
 

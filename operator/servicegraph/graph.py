@@ -373,44 +373,52 @@ class Graph:
     ) -> Graph:
         """The subgraph within `depth` calls of `service` (the predecessor's dependency query):
         the services that many calls away, and every edge leaving one closer than that."""
+        reached = self.reach(service, direction, depth, include_stale)
+        nodes = {service, *(name for edge in reached for name in edge)}
+        return Graph(
+            nodes={name: self.nodes[name] for name in sorted(nodes)},
+            edges={key: self.edges[key] for key in sorted(reached)},
+        )
+
+    def reach(
+        self,
+        service: str,
+        direction: Direction | str = Direction.DOWNSTREAM,
+        depth: int = 1,
+        include_stale: bool = False,
+    ) -> dict[tuple[str, str], dict[Direction, int]]:
+        """The edges of `query`, each with the way it was reached: downstream at hop n (a
+        call n calls away from `service`) or upstream at hop n (n calls towards it); an edge
+        of a cycle can be both."""
         if service not in self.nodes:
             raise UnknownServiceError(service)
         if not 1 <= depth <= MAX_DEPTH:
             raise ValueError(f"depth must be between 1 and {MAX_DEPTH}, not {depth}")
         direction = Direction(direction)
         network = self.network_with_stale if include_stale else self.network
-        nodes = {service}
-        edges: set[tuple[str, str]] = set()
-        for upstream in (False, True):
-            if direction in (
-                Direction.UPSTREAM if upstream else Direction.DOWNSTREAM,
-                Direction.BOTH,
-            ):
-                _within(network, service, depth, nodes, edges, upstream=upstream)
-        return Graph(
-            nodes={name: self.nodes[name] for name in sorted(nodes)},
-            edges={key: self.edges[key] for key in sorted(edges)},
-        )
+        reached: dict[tuple[str, str], dict[Direction, int]] = {}
+        for walk in (Direction.DOWNSTREAM, Direction.UPSTREAM):
+            if direction in (walk, Direction.BOTH):
+                _walk(network, service, depth, walk, reached)
+        return reached
 
 
-def _within(
+def _walk(
     network: nx.DiGraph[str],
     service: str,
     depth: int,
-    nodes: set[str],
-    edges: set[tuple[str, str]],
-    *,
-    upstream: bool,
+    walk: Direction,
+    reached: dict[tuple[str, str], dict[Direction, int]],
 ) -> None:
-    """Add the services within `depth` calls of `service` to `nodes`, and to `edges` every
-    call leaving one closer than that; `upstream` follows calls backwards."""
+    """Add to `reached` every call leaving a service fewer than `depth` calls from `service`,
+    with its hop; an upstream walk follows calls backwards."""
+    upstream = walk == Direction.UPSTREAM
     walked = network.reverse(copy=False) if upstream else network
-    distance = nx.single_source_shortest_path_length(walked, service, cutoff=depth)
-    nodes.update(distance)
+    distance = nx.single_source_shortest_path_length(walked, service, cutoff=depth - 1)
     for name, hops in distance.items():
-        if hops < depth:
-            for other in walked.succ[name]:
-                edges.add((other, name) if upstream else (name, other))
+        for other in walked.succ[name]:
+            edge = (other, name) if upstream else (name, other)
+            reached.setdefault(edge, {})[walk] = hops + 1
 
 
 class UnknownServiceError(KeyError):

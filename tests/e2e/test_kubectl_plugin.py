@@ -96,6 +96,8 @@ def test_live_query_reads_the_snapshot_the_operator_wrote(
     assert upstream.splitlines()[0].split() == [
         "SOURCE",
         "TARGET",
+        "DIRECTION",
+        "HOP",
         "MODE",
         "CRITICALITY",
         "SOURCES",

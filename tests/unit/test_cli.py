@@ -324,10 +324,38 @@ def test_analyze_json_has_the_summary_the_operator_writes() -> None:
 
 def test_analyze_table_and_yaml(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["analyze", str(BOUTIQUE)]) == 0
-    table = capsys.readouterr().out
-    assert "services" in table and "16" in table
+    services, counts = capsys.readouterr().out.split("\n\n")
+    rows = [line.split() for line in services.splitlines()]
+    assert rows[0] == [
+        "SERVICE",
+        "TEAM",
+        "TIER",
+        "DECLARED",
+        "FAN-IN",
+        "FAN-OUT",
+        "BLAST-RADIUS",
+        "CYCLE",
+        "DRIFT",
+    ]
+    by_name = {row[0]: row[1:] for row in rows[1:]}
+    assert len(by_name) == 12
+    # frontend calls seven services; three call productcatalogservice, and four fail with it
+    # (frontend, checkoutservice, recommendationservice, loadgenerator).
+    assert by_name["frontend"] == ["web", "critical", "yes", "1", "7", "1"]
+    assert by_name["productcatalogservice"] == ["catalog", "critical", "yes", "3", "0", "4"]
+    assert counts.splitlines()[0].split() == ["COUNT", "VALUE"]
+    assert "edges           16" in counts
     assert main(["analyze", str(BOUTIQUE), "-o", "yaml"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["summary"]["edges"] == 16
+
+
+def test_analyze_marks_cycles_and_services_nobody_declares(tmp_path: Path) -> None:
+    write(tmp_path / "all.yaml", sdep("a", "b", "ghost", team="shop"), sdep("b", "a"))
+    table = run("analyze", str(tmp_path))
+    rows = {line.split()[0]: line.split() for line in table.stdout.split("\n\n")[0].splitlines()}
+    assert rows["a"] == ["a", "shop", "yes", "1", "2", "1", "yes"]
+    assert rows["ghost"] == ["ghost", "no", "1", "0", "2"]  # no team, no tier, no cycle
+    assert "cycles: a -> b -> a" in table.stdout
 
 
 def test_query_downstream_and_upstream(capsys: pytest.CaptureFixture[str]) -> None:
@@ -377,6 +405,50 @@ def test_query_downstream_and_upstream(capsys: pytest.CaptureFixture[str]) -> No
         "frontend",
         "loadgenerator",
         "redis-cart",
+    ]
+
+
+def test_query_says_which_way_and_how_far_each_edge_is() -> None:
+    both = ["query", "checkoutservice", "--from", str(BOUTIQUE), "--direction", "both"]
+    table = run(*both, "--depth", "2")
+    assert table.returncode == 0, table.stderr
+    rows = [line.split() for line in table.stdout.splitlines()]
+    assert rows[0] == [
+        "SOURCE",
+        "TARGET",
+        "DIRECTION",
+        "HOP",
+        "MODE",
+        "CRITICALITY",
+        "SOURCES",
+        "STALE",
+    ]
+    shown = {(row[0], row[1]): (row[2], row[3]) for row in rows[1:]}
+    assert shown[("checkoutservice", "paymentservice")] == ("downstream", "1")
+    assert shown[("frontend", "checkoutservice")] == ("upstream", "1")
+    assert shown[("cartservice", "redis-cart")] == ("downstream", "2")
+    assert shown[("loadgenerator", "frontend")] == ("upstream", "2")
+    assert [row[3] for row in rows[1:]] == sorted(row[3] for row in rows[1:])  # nearest first
+    as_json = json.loads(run(*both, "--depth", "2", "-o", "json").stdout)
+    hops = {(e["source"], e["target"]): e["hops"] for e in as_json["edges"]}
+    assert hops[("cartservice", "redis-cart")] == {"downstream": 2}
+    assert hops[("loadgenerator", "frontend")] == {"upstream": 2}
+    assert len(hops) == len(rows) - 1
+
+
+def test_an_edge_of_a_cycle_is_both_upstream_and_downstream(tmp_path: Path) -> None:
+    graph = {
+        "apiVersion": API,
+        "kind": "ServiceGraph",
+        "metadata": {"name": "shop", "namespace": "shop"},
+        "spec": {"acknowledgedCycles": [["a", "b"]]},
+    }
+    write(tmp_path / "all.yaml", sdep("a", "b"), sdep("b", "a"), graph)
+    result = run("query", "a", "--from", str(tmp_path), "--direction", "both", "--depth", "2")
+    rows = [line.split()[:4] for line in result.stdout.splitlines()[1:]]
+    assert rows == [
+        ["a", "b", "downstream,upstream", "1,2"],
+        ["b", "a", "downstream,upstream", "2,1"],
     ]
 
 

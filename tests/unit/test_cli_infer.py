@@ -118,7 +118,19 @@ def test_analyze_reports_drift_against_what_the_manifests_imply(tmp_path: Path) 
         "analyze", str(EXAMPLES), "--infer-from", str(tmp_path / "changed.yaml"), "-o", "json"
     )
     assert drifted.returncode == 0, drifted.stderr
-    assert json.loads(drifted.stdout)["drift"] == {
+    report = json.loads(drifted.stdout)
+    assert report["drift"] == {
         "undeclared": [{"source": "adservice", "target": "currencyservice"}],
         "unobserved": [{"source": "checkoutservice", "target": "emailservice"}],
     }
+    services = {service["name"]: service for service in report["services"]}
+    assert services["adservice"]["drift"] == {"undeclared": ["currencyservice"], "unobserved": []}
+    assert services["checkoutservice"]["drift"] == {
+        "undeclared": [],
+        "unobserved": ["emailservice"],
+    }
+    assert services["adservice"]["fanOut"] == 1 and services["currencyservice"]["fanIn"] == 3
+    table = run("analyze", str(EXAMPLES), "--infer-from", str(tmp_path / "changed.yaml"))
+    rows = {line.split()[0]: line.split() for line in table.stdout.splitlines() if line}
+    assert rows["adservice"][-1] == "+currencyservice"
+    assert rows["checkoutservice"][-1] == "-emailservice"

@@ -110,12 +110,13 @@ def reachable(start: str, edges: set[Edge]) -> set[str]:
     return seen
 
 
-def reference_walk(start: str, edges: set[Edge], depth: int) -> tuple[set[str], set[Edge]]:
-    """Level by level: nodes within `depth` calls, and every edge leaving a nearer node."""
-    nodes, frontier, walked = {start}, {start}, set()
-    for _ in range(depth):
+def reference_walk(start: str, edges: set[Edge], depth: int) -> tuple[set[str], dict[Edge, int]]:
+    """Level by level: nodes within `depth` calls, and every edge leaving a nearer node with
+    its hop (1 for the edges leaving `start`)."""
+    nodes, frontier, walked = {start}, {start}, {}
+    for hop in range(1, depth + 1):
         leaving = {(s, t) for (s, t) in edges if s in frontier}
-        walked |= leaving
+        walked |= dict.fromkeys(leaving, hop)
         frontier = {t for _, t in leaving} - nodes
         nodes |= frontier
     return nodes, walked
@@ -123,18 +124,21 @@ def reference_walk(start: str, edges: set[Edge], depth: int) -> tuple[set[str], 
 
 def reference_query(
     graph: RandomGraph, service: str, direction: Direction, depth: int, include_stale: bool
-) -> tuple[set[str], set[Edge]]:
+) -> tuple[set[str], dict[Edge, dict[Direction, int]]]:
     edges = graph.edges if include_stale else graph.live
-    nodes, walked = {service}, set()
+    nodes: set[str] = {service}
+    walked: dict[Edge, dict[Direction, int]] = {}
     if direction in (Direction.DOWNSTREAM, Direction.BOTH):
         down_nodes, down_edges = reference_walk(service, edges, depth)
         nodes |= down_nodes
-        walked |= down_edges
+        for edge, hop in down_edges.items():
+            walked.setdefault(edge, {})[Direction.DOWNSTREAM] = hop
     if direction in (Direction.UPSTREAM, Direction.BOTH):
         reversed_edges = {(t, s) for (s, t) in edges}
         up_nodes, up_edges = reference_walk(service, reversed_edges, depth)
         nodes |= up_nodes
-        walked |= {(s, t) for (t, s) in up_edges}
+        for (t, s), hop in up_edges.items():
+            walked.setdefault((s, t), {})[Direction.UPSTREAM] = hop
     return nodes, walked
 
 
@@ -155,10 +159,12 @@ def test_query_matches_breadth_first_reference(
 ) -> None:
     assume(graph.nodes)
     service = data.draw(st.sampled_from(sorted(graph.nodes)))
-    result = graph.analyse().query(service, direction, depth, include_stale)
+    analysed = graph.analyse()
+    result = analysed.query(service, direction, depth, include_stale)
     nodes, edges = reference_query(graph, service, direction, depth, include_stale)
     assert set(result.nodes) == nodes
-    assert set(result.edges) == edges
+    assert set(result.edges) == set(edges)
+    assert analysed.reach(service, direction, depth, include_stale) == edges
 
 
 def shortest_cycle_length(start: str, edges: set[Edge]) -> int | None:
