@@ -56,8 +56,8 @@ class CliError(Exception):
     """A problem the user can fix; printed as one line."""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+def main(argv: Sequence[str] | None = None, *, plugin: bool = False) -> int:
+    parser = _parser(plugin=plugin)
     args = parser.parse_args(argv)
     try:
         return int(args.command(args))
@@ -73,9 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
+def plugin(argv: Sequence[str] | None = None) -> int:
+    """`kubectl servicegraph`: kubectl runs `kubectl-servicegraph` from the PATH."""
+    return main(argv, plugin=True)
+
+
+def _parser(*, plugin: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="servicegraph",
+        prog="kubectl servicegraph" if plugin else "servicegraph",
         description="Service dependency graphs for SLO engines: check, analyse, query, export.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -189,6 +194,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     exporter.set_defaults(command=_export)
 
+    if plugin:  # running the operator and printing its CRDs are no kubectl verbs
+        return parser
     _run_parser(commands.add_parser("run", help="run the operator"))
 
     crds = commands.add_parser("crds", help="print the CustomResourceDefinitions")
@@ -354,10 +361,16 @@ def _graph_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--graph",
         metavar="[NAMESPACE/]NAME",
-        help="alone: the live snapshot of this ServiceGraph, read through the current "
-        "kubeconfig (namespace: the context's); with --from: which ServiceGraph's settings "
+        help="alone: the live snapshot of this ServiceGraph, read through the kubeconfig "
+        "(namespace: -n, else the context's); with --from: which ServiceGraph's settings "
         "apply when the manifests hold several",
     )
+    cluster = parser.add_argument_group("cluster", "Where --graph is read from, as for kubectl.")
+    cluster.add_argument(
+        "-n", "--namespace", metavar="NS", help="the ServiceGraph's namespace when --graph has none"
+    )
+    cluster.add_argument("--context", metavar="NAME", help="the kubeconfig context to use")
+    cluster.add_argument("--kubeconfig", metavar="FILE", help="the kubeconfig file to use")
 
 
 def _load_valid(paths: Sequence[str]) -> ManifestSet:
@@ -430,6 +443,7 @@ def _document(args: argparse.Namespace) -> dict[str, Any]:
                 "--graph reads a live ServiceGraph or picks one in --from; a --snapshot "
                 "file holds one graph already"
             )
+        _refuse_cluster_flags(args)
         return snapshot_files.load_snapshot_file(Path(args.snapshot))
     if not args.paths:
         if args.graph is None:
@@ -437,28 +451,45 @@ def _document(args: argparse.Namespace) -> dict[str, Any]:
                 "say where the graph is: --graph [NAMESPACE/]NAME (live), --from PATH "
                 "or --snapshot FILE"
             )
-        return _live_document(args.graph)
+        return _live_document(args)
+    _refuse_cluster_flags(args)
     graph, chosen = _analyse(_load_valid(args.paths), args.graph)
     ref = (chosen.metadata.namespace or "", chosen.metadata.name) if chosen else None
     return snapshot.to_document(graph, graph_ref=ref)
 
 
-def _live_document(ref: str) -> snapshot.Document:
-    """The snapshot of ServiceGraph `ref` ([NAMESPACE/]NAME) as the cluster holds it now: its
-    index ConfigMap (status.snapshot.configMap) and the shards carrying the snapshot label."""
+def _refuse_cluster_flags(args: argparse.Namespace) -> None:
+    """The kubectl flags choose where a live graph is read; given elsewhere, they would be
+    silently ignored."""
+    for flag, value in (
+        ("-n", args.namespace),
+        ("--context", args.context),
+        ("--kubeconfig", args.kubeconfig),
+    ):
+        if value is not None:
+            raise CliError(f"{flag} reads a live graph: give --graph [NAMESPACE/]NAME alone")
+
+
+def _live_document(args: argparse.Namespace) -> snapshot.Document:
+    """The snapshot of ServiceGraph `--graph` ([NAMESPACE/]NAME) as the cluster holds it now:
+    its index ConfigMap (status.snapshot.configMap) and the shards carrying the snapshot
+    label."""
     from kubernetes import config
 
     from servicegraph.api import GROUP, SERVICE_GRAPH, VERSION
     from servicegraph.kube import Kube, KubeError, api_path, load_client
 
+    ref: str = args.graph
     namespace, _, name = ref.rpartition("/")
     if not name or "/" in namespace:
         raise CliError(f"--graph expects [NAMESPACE/]NAME, not {ref!r}")
+    if namespace and args.namespace and namespace != args.namespace:
+        raise CliError(f"--graph {ref} is in namespace {namespace}, not -n {args.namespace}")
     try:
-        kube = Kube(load_client())
+        kube = Kube(load_client(args.kubeconfig, args.context))
     except (config.ConfigException, OSError, ValueError) as error:
         raise CliError(f"no usable kubeconfig: {error}") from None
-    namespace = namespace or _current_namespace()
+    namespace = namespace or args.namespace or _current_namespace(args.kubeconfig, args.context)
 
     def get(what: str, path: str, query: dict[str, str] | None = None) -> Any:
         try:
@@ -496,13 +527,18 @@ def _live_document(ref: str) -> snapshot.Document:
     raise AssertionError("unreachable")
 
 
-def _current_namespace() -> str:
-    """The namespace of the kubeconfig's current context, or the pod's own, as kubectl does."""
+def _current_namespace(kubeconfig: str | None, context_name: str | None) -> str:
+    """The namespace of the kubeconfig's context (`context_name`, else the current one), or
+    the pod's own, as kubectl does."""
     from kubernetes import config
 
     try:
-        _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
-        return str((context or {}).get("context", {}).get("namespace") or "default")
+        contexts, current = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig
+        )
+        if context_name is not None:
+            current = next((c for c in contexts if c.get("name") == context_name), None)
+        return str((current or {}).get("context", {}).get("namespace") or "default")
     except (config.ConfigException, OSError, ValueError):
         return settings.own_namespace() or "default"
 
@@ -833,6 +869,7 @@ def _percentage(text: str) -> float:
 
 def _slo(args: argparse.Namespace) -> int:
     if args.paths:
+        _refuse_cluster_flags(args)
         graph = _analysed(args)[0]
     elif args.prometheus:
         raise CliError(

@@ -40,13 +40,15 @@ class KubeError(Exception):
         self.retry_after = retry_after
 
 
-def load_client() -> client.ApiClient:
-    """In a pod, its service account; elsewhere the kubeconfig in $KUBECONFIG (or ~/.kube)."""
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+def load_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
+    """In a pod, its service account; elsewhere `kubeconfig`, else the one in $KUBECONFIG (or
+    ~/.kube), with its current context unless `context` names another, as kubectl chooses."""
+    in_pod = os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG")
+    if in_pod and kubeconfig is None and context is None:
         config.load_incluster_config()  # type: ignore[no-untyped-call]  # untyped in the package
         return client.ApiClient()
     api_client: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=os.environ.get("KUBECONFIG")
+        config_file=kubeconfig or os.environ.get("KUBECONFIG"), context=context
     )
     return api_client
 

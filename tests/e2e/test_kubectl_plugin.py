@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,8 +74,54 @@ def test_kubectl_finds_the_plugin(api: Api) -> None:
     )
     assert str(VENV_BIN / "kubectl-servicegraph") in listed.stdout
     usage = ok(plugin(api, "--help"))
-    for command in ("check", "analyze", "query", "export"):
-        assert command in usage
+    assert usage.startswith("usage: kubectl servicegraph ")
+    commands = usage.split("positional arguments:")[1].split("options:")[0]
+    listed = {line.split()[0] for line in commands.splitlines() if re.match(r" {4}\w", line)}
+    # Running the operator and printing its CRDs are no business of a kubectl plugin.
+    assert listed == {"check", "analyze", "infer", "query", "slo", "export"}
+    assert ok(plugin(api, "query", "--help")).startswith("usage: kubectl servicegraph query ")
+
+
+def test_kubectls_flags_choose_the_cluster_context_and_namespace(
+    boutique: Api, tmp_path: Path
+) -> None:
+    """`-n NS --context C --kubeconfig F` as kubectl reads them: the file over $KUBECONFIG,
+    the named context over the current one, -n over the context's namespace."""
+    api = boutique
+    two_contexts = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "nowhere",
+        "clusters": [
+            {"name": "nowhere", "cluster": {"server": "http://127.0.0.1:9"}},
+            {"name": "shop", "cluster": {"server": api.url}},
+        ],
+        "users": [{"name": "user", "user": {}}],
+        "contexts": [
+            {"name": "nowhere", "context": {"cluster": "nowhere", "user": "user"}},
+            {"name": "shop", "context": {"cluster": "shop", "user": "user", "namespace": "x"}},
+        ],
+    }
+    kubeconfig = tmp_path / "kubeconfig-two-contexts"
+    kubeconfig.write_text(json.dumps(two_contexts))
+    unusable = tmp_path / "kubeconfig-unusable"
+    unusable.write_text("not: a kubeconfig\n")
+    flags = ("--kubeconfig", str(kubeconfig), "--context", "shop")
+    query = ("query", "frontend", "--graph", NS, "-o", "json")
+    out = ok(plugin(api, *query, "-n", NS, *flags, kubeconfig=unusable))
+    assert "checkoutservice" in json.loads(out)["nodes"]
+    out = ok(plugin(api, "export", "--graph", NS, "--namespace", NS, *flags, "-o", "mermaid"))
+    assert out.startswith("flowchart LR") or "checkoutservice" in out
+    # Without -n: the context's namespace, where no such graph is.
+    missing = plugin(api, *query, *flags)
+    assert (missing.returncode, missing.stderr) == (2, f"error: ServiceGraph x/{NS} not found\n")
+    # Without --context: the current one, which reaches nothing.
+    refused = plugin(api, *query, "-n", NS, "--kubeconfig", str(kubeconfig))
+    assert refused.returncode == 2 and "cannot reach http://127.0.0.1:9" in refused.stderr
+    disagree = plugin(api, "query", "frontend", "--graph", f"{NS}/{NS}", "-n", "other", *flags)
+    assert disagree.stderr == (f"error: --graph {NS}/{NS} is in namespace {NS}, not -n other\n")
+    offline = plugin(api, "query", "frontend", "--from", str(BOUTIQUE), "-n", NS)
+    assert offline.stderr == ("error: -n reads a live graph: give --graph [NAMESPACE/]NAME alone\n")
 
 
 def test_live_query_reads_the_snapshot_the_operator_wrote(
