@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TOOLS_STAMP := .tools/bin/helm
 export PATH := $(PATH):$(CURDIR)/.tools/bin
 
-.PHONY: setup tools system-packages demo test lint typecheck unit crds install-manifests bench clean
+.PHONY: setup tools system-packages demo test lint typecheck unit crds install-manifests picture bench clean
 
 setup: $(STAMP) $(TOOLS_STAMP)
 
@@ -51,6 +51,10 @@ crds: setup
 
 install-manifests: setup
 	$(BIN)/python scripts/tools.py render-install
+
+# The README's picture of Online Boutique (needs Graphviz: make system-packages).
+picture: setup
+	$(BIN)/python scripts/picture.py
 
 bench: setup
 	$(BIN)/python bench/graph_bench.py

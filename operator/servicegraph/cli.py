@@ -22,6 +22,7 @@ from servicegraph import (
     export,
     inference,
     inference_report,
+    pictures,
     settings,
     slo_report,
     snapshot,
@@ -61,7 +62,7 @@ def main(argv: Sequence[str] | None = None, *, plugin: bool = False) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.command(args))
-    except (CliError, ManifestError, snapshot.SnapshotError, export.ExportError) as exc:
+    except (CliError, ManifestError, snapshot.SnapshotError, pictures.ExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except UnknownServiceError as exc:
@@ -894,10 +895,10 @@ def _export(args: argparse.Namespace) -> int:
         graph_ref = snapshot.graph_ref_of(doc)
         doc = snapshot.to_document(snapshot.graph_from_document(doc), graph_ref=graph_ref)
     renderers = {
-        "dot": export.to_dot,
-        "mermaid": export.to_mermaid,
+        "dot": pictures.to_dot,
+        "mermaid": pictures.to_mermaid,
         "json": export.to_json,
-        "svg": export.to_svg,
+        "svg": pictures.to_svg,
         "graphml": export.to_graphml,
         "gexf": export.to_gexf,
         "node-link": export.to_node_link,

@@ -1,10 +1,13 @@
-"""Pictures of a snapshot: what each kind of edge and node looks like, and hostile names."""
+"""Pictures of a snapshot (what each kind of edge and node looks like, the legend, hostile
+names), and the graph exported for other tools."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import re
+import shutil
 import subprocess
 import warnings
 from collections.abc import Mapping
@@ -18,9 +21,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from servicegraph import export, snapshot
+from servicegraph import export, pictures, snapshot
 from servicegraph.cli import main
-from servicegraph.export import ExportError
 from servicegraph.graph import (
     EdgeAttributes,
     Graph,
@@ -32,6 +34,7 @@ from servicegraph.graph import (
     analyse,
 )
 from servicegraph.graph_networkx import flatten, to_networkx
+from servicegraph.pictures import ExportError
 from tests.support.binaries import needs_binary
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -101,12 +104,17 @@ def unquote(text: str) -> str:
     return re.sub(r"\\(.)", lambda m: "\n" if m[1] == "n" else m[1], text[1:-1])
 
 
+LEGEND_START = '  subgraph "cluster legend" {'
+
+
 def parse_dot(dot: str) -> tuple[dict[str, dict[str, str]], dict[tuple[str, str], dict[str, str]]]:
-    """The nodes and edges of our DOT output, with their attributes; fails on any other line."""
+    """The nodes and edges of our DOT output (the legend aside), with their attributes; fails
+    on any other line."""
     lines = dot.splitlines()
     assert lines[0] == "digraph servicegraph {" and lines[-1] == "}"
+    end = lines.index(LEGEND_START) if LEGEND_START in lines else -1
     nodes, edges = {}, {}
-    for line in lines[4:-1]:
+    for line in lines[4:end]:
         if edge := EDGE_LINE.fullmatch(line):
             attributes = {k: unquote(v) for k, v in ATTRIBUTE.findall(edge[3] or "")}
             edges[(unquote(edge[1]), unquote(edge[2]))] = attributes
@@ -117,33 +125,120 @@ def parse_dot(dot: str) -> tuple[dict[str, dict[str, str]], dict[tuple[str, str]
     return nodes, edges
 
 
+def legend_of(dot: str) -> list[str]:
+    """The labels of the DOT legend, in order."""
+    lines = dot.splitlines()
+    legend = lines[lines.index(LEGEND_START) : -1]
+    labels = [unquote(label) for line in legend for label in re.findall(rf"label=({QUOTED})", line)]
+    return [label for label in labels if label]  # the ends of an edge sample have none
+
+
+SEEN = "1 rps, p95 10 ms"  # what `seen` observed
+
+
 def test_dot_draws_each_kind_of_edge() -> None:
-    _, edges = parse_dot(export.to_dot(sample_document()))
+    _, edges = parse_dot(pictures.to_dot(sample_document()))
 
     assert edges[("legacy", "checkout")] == {
         "style": "dashed",
         "color": "grey",
         "fontcolor": "grey",
+        "label": SEEN,
     }
     assert edges[("search", "checkout")] == {
         "style": "dashed",
         "color": "orange",
         "fontcolor": "orange",
-        "label": "undeclared",
+        "label": f"undeclared\n{SEEN}",
     }
     assert edges[("checkout", "cart")] == {"style": "dotted"}  # declared, never seen
-    assert edges[("payment", "ledger")] == {"color": "red", "fontcolor": "red"}
+    assert edges[("payment", "ledger")] == {"color": "red", "fontcolor": "red", "label": SEEN}
     assert edges[("ledger", "payment")]["color"] == "red"
-    assert edges[("checkout", "payment")] == {}
+    assert edges[("checkout", "payment")] == {"label": SEEN}  # hard sync: the default look
+
+
+def test_dot_styles_soft_and_async_calls_apart_and_labels_traffic() -> None:
+    soft_async = EdgeAttributes(communication_mode="async", criticality="soft")
+    degraded = EdgeAttributes(criticality="degraded")
+    checkout = ServiceDeclaration(
+        "checkout",
+        "shop",
+        "checkout",
+        depends_on=(("mailer", soft_async), ("ads", degraded), ("payment", DEFAULTS)),
+    )
+    slow = Traffic(12.5, 0.031, 1250.0, "")
+    graph = analyse(
+        [checkout, declare("mailer"), declare("ads"), declare("payment")],
+        [Observation("checkout", "payment", SourceKind.OTEL, NOW, traffic=slow)],
+        now=NOW,
+    )
+    dot = pictures.to_dot(snapshot.to_document(graph))
+    _, edges = parse_dot(dot)
+
+    assert edges[("checkout", "mailer")] == {
+        "penwidth": "1",
+        "arrowhead": "empty",
+        "label": "async soft",
+    }
+    assert edges[("checkout", "ads")] == {"penwidth": "1", "label": "degraded"}
+    assert edges[("checkout", "payment")] == {"label": "12.5 rps, 3.1% errors, p95 1.25 s"}
+    assert legend_of(dot) == [
+        "Legend",
+        "hard: fails when its callee fails",
+        "soft or degraded",
+        "async",
+    ]
+
+
+def test_dot_colours_nodes_by_tier_and_the_legend_says_so() -> None:
+    tiers = [ServiceDeclaration(tier, "shop", tier, tier=tier) for tier in ("critical", "low")]
+    dot = pictures.to_dot(snapshot.to_document(analyse(tiers, now=NOW)))
+    nodes, _ = parse_dot(dot)
+
+    assert nodes["critical"]["fillcolor"] == pictures.TIER_COLOURS["critical"]
+    assert nodes["low"]["fillcolor"] == pictures.TIER_COLOURS["low"]
+    assert pictures.TIER_COLOURS["critical"] != pictures.TIER_COLOURS["low"]
+    assert legend_of(dot) == ["Legend", "tier critical", "tier low"]
+
+
+def test_the_legend_names_every_look_of_the_picture() -> None:
+    dot = pictures.to_dot(sample_document())
+
+    assert legend_of(dot) == [
+        "Legend",
+        "not declared",
+        "database",
+        "outside the graph",
+        "in a cycle",
+        "hard: fails when its callee fails",
+        "observed, not declared",
+        "declared, not observed",
+        "stale: not seen lately",
+        "in a cycle",
+    ]
+    # Graphviz draws it: one box titled Legend beside the graph.
+    if shutil.which("dot"):
+        svg = pictures.to_svg(sample_document())
+        assert svg.count(">Legend</text>") == 1
+
+
+def test_the_legend_keeps_clear_of_services_named_like_it() -> None:
+    graph = analyse([declare("legend 0", "legend 1 from")], now=NOW)
+    nodes, edges = parse_dot(pictures.to_dot(snapshot.to_document(graph)))
+
+    assert set(nodes) == {"legend 0", "legend 1 from"}
+    assert nodes["legend 0"]["tooltip"] == "legend 0: blast radius 0"
+    assert list(edges) == [("legend 0", "legend 1 from")]
 
 
 def test_dot_draws_each_kind_of_node() -> None:
-    nodes, _ = parse_dot(export.to_dot(sample_document()))
+    nodes, _ = parse_dot(pictures.to_dot(sample_document()))
 
     assert "shape" not in nodes["checkout"] and "style" not in nodes["checkout"]  # rounded box
-    assert nodes["search"]["style"] == "rounded,dashed"  # a placeholder
-    assert nodes["redis"].items() >= {"shape": "cylinder", "style": "dashed"}.items()
-    assert nodes["stripe"].items() >= {"shape": "ellipse", "style": "dashed"}.items()
+    assert nodes["search"]["style"] == "rounded,dashed,filled"  # a placeholder
+    assert nodes["redis"].items() >= {"shape": "cylinder", "style": "dashed,filled"}.items()
+    assert nodes["stripe"].items() >= {"shape": "ellipse", "style": "dashed,filled"}.items()
+    assert "fillcolor" not in nodes["checkout"]  # no tier: the default white
     assert nodes["payment"]["color"] == nodes["ledger"]["color"] == "red"
     assert "color" not in nodes["checkout"]
     assert nodes["checkout"]["tooltip"] == "checkout: blast radius 1"
@@ -151,7 +246,7 @@ def test_dot_draws_each_kind_of_node() -> None:
 
 
 def test_dot_keeps_hostile_names_inside_their_quotes() -> None:
-    nodes, edges = parse_dot(export.to_dot(hostile_document()))
+    nodes, edges = parse_dot(pictures.to_dot(hostile_document()))
 
     expected = [name.replace("\t", " ") for name in HOSTILE_NAMES]
     assert sorted(nodes) == sorted(expected)
@@ -162,7 +257,7 @@ def test_dot_keeps_hostile_names_inside_their_quotes() -> None:
 def test_graphviz_reads_hostile_names_as_one_node_each() -> None:
     result = subprocess.run(
         ["dot", "-Tjson"],
-        input=export.to_dot(hostile_document()),
+        input=pictures.to_dot(hostile_document()),
         capture_output=True,
         encoding="utf-8",
         check=True,
@@ -170,8 +265,12 @@ def test_graphviz_reads_hostile_names_as_one_node_each() -> None:
     )
     drawn = json.loads(result.stdout)
 
-    assert len(drawn["objects"]) == len(HOSTILE_NAMES)
-    assert len(drawn["edges"]) == len(HOSTILE_NAMES) - 1
+    legend = {
+        i for i, o in enumerate(drawn["objects"]) if o["name"].startswith(("legend ", "cluster "))
+    }
+    assert len(drawn["objects"]) - len(legend) == len(HOSTILE_NAMES)
+    edges = [e for e in drawn["edges"] if e["tail"] not in legend]
+    assert len(edges) == len(HOSTILE_NAMES) - 1
 
 
 # --- SVG ----------------------------------------------------------------------------------
@@ -179,7 +278,7 @@ def test_graphviz_reads_hostile_names_as_one_node_each() -> None:
 
 @needs_dot
 def test_svg_is_rendered_by_graphviz() -> None:
-    svg = export.to_svg(sample_document())
+    svg = pictures.to_svg(sample_document())
 
     assert "<svg" in svg
     assert "<title>checkout</title>" in svg
@@ -188,7 +287,7 @@ def test_svg_is_rendered_by_graphviz() -> None:
 
 @needs_dot
 def test_svg_escapes_hostile_names() -> None:
-    svg = export.to_svg(hostile_document())
+    svg = pictures.to_svg(hostile_document())
 
     assert "&lt;b&gt;bold&lt;/b&gt;" in svg
     assert "<b>" not in svg
@@ -206,7 +305,7 @@ def test_svg_without_graphviz_says_what_to_install(
     monkeypatch.setenv("PATH", str(tmp_path))
 
     with pytest.raises(ExportError, match="Graphviz 'dot' is not installed; install graphviz"):
-        export.to_svg(sample_document())
+        pictures.to_svg(sample_document())
 
 
 def test_svg_reports_what_graphviz_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -214,7 +313,7 @@ def test_svg_reports_what_graphviz_said(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
 
     with pytest.raises(ExportError, match="failed: Error: syntax error in line 1"):
-        export.to_svg(sample_document())
+        pictures.to_svg(sample_document())
 
 
 def test_svg_gives_up_after_the_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -222,20 +321,29 @@ def test_svg_gives_up_after_the_timeout(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
 
     with pytest.raises(ExportError, match=r"did not finish within 0\.5s"):
-        export.to_svg(sample_document(), timeout=0.5)
+        pictures.to_svg(sample_document(), timeout=0.5)
 
 
 # --- Mermaid ------------------------------------------------------------------------------
 
 MERMAID_NODE = re.compile(r'  (n\d+)(\("|\[\("|\(\[")([^"]*)("\)|"\)\]|"\]\))')
-MERMAID_EDGE = re.compile(r'  (n\d+) (-->|-\.->|-\.->\|"undeclared"\|) (n\d+)')
+MERMAID_EDGE = re.compile(r'  (n\d+) (==>|-->|--o|-\.->)(?:\|"([^"]*)"\|)? (n\d+)')
 ENTITIES = {"quot": '"', "35": "#", "lt": "<", "gt": ">", "amp": "&", "96": "`"}
 
 
-def parse_mermaid(text: str) -> tuple[dict[str, tuple[str, str]], list[tuple[str, str, str]]]:
-    """Nodes (id -> shape, label), edges in order, and the other lines' prefixes checked."""
+MERMAID_LEGEND_START = '  subgraph legend["Legend"]'
+
+
+def parse_mermaid(
+    text: str,
+) -> tuple[dict[str, tuple[str, str]], list[tuple[str, str, str, str]]]:
+    """Nodes (id -> shape, label), edges in order (source, arrow, target, label), the legend
+    aside, and the other lines' prefixes checked."""
     lines = text.splitlines()
     assert lines[0] == "flowchart LR"
+    if MERMAID_LEGEND_START in lines:
+        start = lines.index(MERMAID_LEGEND_START)
+        lines = lines[:start] + lines[lines.index("  end", start) + 1 :]
     nodes, edges = {}, []
     for line in lines[1:]:
         if node := MERMAID_NODE.fullmatch(line):
@@ -245,7 +353,7 @@ def parse_mermaid(text: str) -> tuple[dict[str, tuple[str, str]], list[tuple[str
             decoded = re.sub(r"#(\w+);", lambda m: ENTITIES[m[1]], label)
             nodes[node[1]] = (node[2] + node[4], decoded)
         elif edge := MERMAID_EDGE.fullmatch(line):
-            edges.append((edge[1], edge[2], edge[3]))
+            edges.append((edge[1], edge[2], edge[4], edge[3] or ""))
         else:
             assert line.startswith(("  classDef ", "  class ", "  linkStyle ")), line
     return nodes, edges
@@ -262,10 +370,10 @@ def classes(text: str) -> dict[str, set[str]]:
 
 
 def test_mermaid_draws_each_kind_of_node_and_edge() -> None:
-    text = export.to_mermaid(sample_document())
+    text = pictures.to_mermaid(sample_document())
     nodes, edges = parse_mermaid(text)
     id_of = {label: node_id for node_id, (_, label) in nodes.items()}
-    index_of = {(a, b): i for i, (a, _, b) in enumerate(edges)}
+    index_of = {(a, b): i for i, (a, _, b, _) in enumerate(edges)}
 
     def index(source: str, target: str) -> int:
         return index_of[(id_of[source], id_of[target])]
@@ -277,9 +385,15 @@ def test_mermaid_draws_each_kind_of_node_and_edge() -> None:
         "placeholder": {id_of[n] for n in ("legacy", "redis", "search", "stripe")},
         "cycle": {id_of["ledger"], id_of["payment"]},
     }
-    assert edges[index("search", "checkout")][1] == '-.->|"undeclared"|'
-    assert edges[index("checkout", "payment")][1] == "-->"
-    assert link_styles(text) == {
+    assert edges[index("search", "checkout")][1:] == (
+        "-.->",
+        id_of["checkout"],
+        f"undeclared, {SEEN}",
+    )
+    assert edges[index("checkout", "payment")][1:] == ("==>", id_of["payment"], SEEN)  # hard
+    graph_links = set(range(len(edges)))  # the legend's samples come after them
+    styles = {style: found & graph_links for style, found in link_styles(text).items()}
+    assert styles == {
         "stroke:grey": {index("legacy", "checkout")},
         "stroke:orange": {
             index("search", "checkout"),
@@ -289,10 +403,15 @@ def test_mermaid_draws_each_kind_of_node_and_edge() -> None:
         "stroke-dasharray:1 4": {index("checkout", "cart")},
         "stroke:red": {index("payment", "ledger"), index("ledger", "payment")},
     }
+    legend = text.split(MERMAID_LEGEND_START)[1].split("\n  end\n")[0]
+    for sample in ("not declared", "database", "in a cycle", "stale: not seen lately"):
+        assert f'"{sample}"' in legend
+    samples = len(re.findall(r"\(\( \)\)", legend)) // 2  # each edge sample: two dots
+    assert max(max(found) for found in link_styles(text).values()) < len(edges) + samples
 
 
 def test_mermaid_labels_cannot_break_out() -> None:
-    nodes, edges = parse_mermaid(export.to_mermaid(hostile_document()))
+    nodes, edges = parse_mermaid(pictures.to_mermaid(hostile_document()))
 
     expected = [name.replace("\t", " ").replace("\n", " ") for name in HOSTILE_NAMES]
     assert sorted(label for _, label in nodes.values()) == sorted(expected)
@@ -317,8 +436,8 @@ def test_json_is_the_document_pretty_and_stable() -> None:
 def test_empty_graph_draws_an_empty_picture() -> None:
     doc = snapshot.to_document(analyse([], now=NOW))
 
-    assert parse_dot(export.to_dot(doc)) == ({}, {})
-    assert parse_mermaid(export.to_mermaid(doc)) == ({}, [])
+    assert parse_dot(pictures.to_dot(doc)) == ({}, {})
+    assert parse_mermaid(pictures.to_mermaid(doc)) == ({}, [])
 
 
 # --- the graph as networkx sees it --------------------------------------------------------
@@ -747,3 +866,22 @@ def test_empty_graph_exports_an_empty_graph(
     network = read_back(fmt, exported(doc, fmt, tmp_path, capsys))
 
     assert network.number_of_nodes() == network.number_of_edges() == 0
+
+
+# --- the README's picture -----------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_readme_picture_is_what_the_code_draws() -> None:
+    spec = importlib.util.spec_from_file_location("picture", ROOT / "scripts" / "picture.py")
+    assert spec is not None and spec.loader is not None
+    picture = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(picture)
+    drawn = (ROOT / "docs" / "online-boutique.dot").read_text(encoding="utf-8")
+    assert drawn == picture.picture_dot(), "the drawing changed: run `make picture`"
+    assert (ROOT / "docs" / "online-boutique.png").read_bytes().startswith(b"\x89PNG\r\n")
+    assert (
+        "![" in (readme := (ROOT / "README.md").read_text())
+        and "docs/online-boutique.png" in readme
+    )

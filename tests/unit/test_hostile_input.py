@@ -24,7 +24,7 @@ import yaml
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from servicegraph import export, snapshot, snapshot_configmaps
+from servicegraph import export, pictures, snapshot, snapshot_configmaps
 from servicegraph.api import API_VERSION, MAX_DEPENDENCIES, ServiceDependency, ServiceGraph
 from servicegraph.cli import main
 from servicegraph.graph import (
@@ -676,9 +676,9 @@ def test_hostile_observed_names_survive_the_engine_and_the_snapshot(
     for name in list(graph.nodes)[:5]:
         sub = again.query(name, Direction.BOTH, 2, True)
         assert name in sub.nodes
-    nodes, drawn = parse_dot(export.to_dot(doc))
+    nodes, drawn = parse_dot(pictures.to_dot(doc))
     assert set(nodes) == set(graph.nodes) and set(drawn) == expected
-    mermaid_nodes, mermaid_edges = parse_mermaid(export.to_mermaid(doc))
+    mermaid_nodes, mermaid_edges = parse_mermaid(pictures.to_mermaid(doc))
     assert len(mermaid_nodes) == len(graph.nodes) and len(mermaid_edges) == len(expected)
     json.loads(export.to_json(doc))
 
