@@ -19,6 +19,7 @@ from pydantic_core import ErrorDetails
 from servicegraph import (
     __version__,
     analysis_report,
+    backstage,
     export,
     inference,
     inference_report,
@@ -46,7 +47,13 @@ from servicegraph.graph import (
     Observation,
     UnknownServiceError,
 )
-from servicegraph.manifests import ManifestError, ManifestSet, cluster_objects, load
+from servicegraph.manifests import (
+    ManifestError,
+    ManifestSet,
+    cluster_objects,
+    load,
+    parse_object,
+)
 
 EXIT_CYCLES = 1
 EXIT_NOT_ACHIEVABLE = 1
@@ -190,10 +197,33 @@ def _parser(*, plugin: bool = False) -> argparse.ArgumentParser:
     exporter.add_argument(
         "-o",
         "--output",
-        choices=("dot", "mermaid", "json", "svg", "graphml", "gexf", "node-link"),
+        choices=("dot", "mermaid", "json", "svg", "graphml", "gexf", "node-link", "backstage"),
         default="dot",
+        help="backstage: catalog-info.yaml Components of the declared services",
     )
     exporter.set_defaults(command=_export)
+
+    importer = commands.add_parser(
+        "import", help="draft ServiceDependency manifests from another catalog"
+    )
+    catalogs = importer.add_subparsers(required=True, metavar="CATALOG")
+    backstage_import = catalogs.add_parser(
+        "backstage",
+        help="from Backstage Components (catalog-info.yaml): spec.dependsOn, spec.owner",
+        description="Print a ServiceDependency per Backstage Component: its dependsOn as "
+        "dependencies, its owner as team. Review, then commit them; `servicegraph check` "
+        "passes them.",
+    )
+    backstage_import.add_argument(
+        "paths", nargs="+", metavar="PATH", help="catalog files or folders; - reads standard input"
+    )
+    backstage_import.add_argument(
+        "-n",
+        "--namespace",
+        default=backstage.DEFAULT_NAMESPACE,
+        help="for Components without one (default: default, as in Backstage)",
+    )
+    backstage_import.set_defaults(command=_import_backstage)
 
     if plugin:  # running the operator and printing its CRDs are no kubectl verbs
         return parser
@@ -902,9 +932,30 @@ def _export(args: argparse.Namespace) -> int:
         "graphml": export.to_graphml,
         "gexf": export.to_gexf,
         "node-link": export.to_node_link,
+        "backstage": backstage.to_catalog,
     }
     text = renderers[args.output](doc)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def _import_backstage(args: argparse.Namespace) -> int:
+    try:
+        drafts = backstage.drafts_from_catalog(cluster_objects(args.paths, args.namespace))
+    except backstage.CatalogError as error:
+        raise CliError(str(error)) from None
+    refused = [
+        f"{draft['metadata']['namespace']}/{draft['metadata']['name']}: {error}"
+        for draft in drafts
+        for error in parse_object(draft)[1]
+    ]
+    if refused:
+        for line in refused:
+            print(f"error: Component {line}", file=sys.stderr)
+        return EXIT_INVALID
+    if not drafts:
+        raise CliError(f"no Backstage Component in {' '.join(args.paths)}")
+    print(yaml.safe_dump_all(drafts, sort_keys=False), end="")
     return 0
 
 

@@ -234,26 +234,34 @@ def load(paths: Iterable[str | Path]) -> ManifestSet:
             name = "/".join(str(p) for p in (metadata.get("namespace"), metadata.get("name")) if p)
             name = printable(name[:100])
             name = name if len(name) <= 80 else name[:77] + "..."
-            # A misspelt kind or version of our group is a mistake, never someone else's
-            # object: skipping it would turn a pipeline's gate off without a word.
-            errors = _unknown_type(doc) or validate(doc)
-            if not errors:
-                try:
-                    model = ServiceDependency if kind == "ServiceDependency" else ServiceGraph
-                    parsed = model.model_validate(doc)
-                except ValidationError as exc:  # what admission lets through, the models must
-                    first = exc.errors()[0]
-                    where = ".".join(str(part) for part in first["loc"])
-                    errors = [FieldError(where, f"Invalid value: {first['msg']}")]
-            if not errors:
+            parsed, errors = parse_object(doc)
+            if parsed is not None:
                 errors = _duplicate(result, path, kind, parsed)
-            if errors:
+            if errors or parsed is None:
                 result.problems += [Problem(path, kind, name or "<unnamed>", e) for e in errors]
             elif isinstance(parsed, ServiceDependency):
                 result.dependencies.append(parsed)
             else:
                 result.graphs.append(parsed)
     return result
+
+
+def parse_object(
+    doc: Mapping[str, Any],
+) -> tuple[ServiceDependency | ServiceGraph | None, list[FieldError]]:
+    """An object of our group as admission reads it: parsed, or what it would refuse."""
+    # A misspelt kind or version of our group is a mistake, never someone else's object:
+    # skipping it would turn a pipeline's gate off without a word.
+    errors = _unknown_type(doc) or validate(dict(doc))
+    if errors:
+        return None, errors
+    model = ServiceDependency if doc.get("kind") == "ServiceDependency" else ServiceGraph
+    try:
+        return model.model_validate(doc), []
+    except ValidationError as exc:  # what admission lets through, the models must
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return None, [FieldError(where, f"Invalid value: {first['msg']}")]
 
 
 def _duplicate(

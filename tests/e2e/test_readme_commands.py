@@ -1,8 +1,9 @@
 """Every `servicegraph`, `kubectl servicegraph` and `make` command in the README's code blocks,
 run as written: from a folder holding the repository's manifests, charts and CRDs (plus the
-files the examples name as the reader's own: `k8s/`, `bad/`, `graph.json`, `./chart`), with the
-kubeconfig of an API where the operator keeps Online Boutique's graph, and a real Prometheus
-wherever an example names one. A new example in the README is a new test here.
+files the examples name as the reader's own: `k8s/`, `bad/`, `graph.json`, `./chart`,
+`catalog-info.yaml`), with the kubeconfig of an API where the operator keeps Online Boutique's
+graph, and a real Prometheus wherever an example names one. A new example in the README is a
+new test here.
 
 Where the README shows a session (`$ command`, then what it prints), the first line printed
 must be the README's, and `$ echo $?` after it is the exit code expected.
@@ -152,6 +153,13 @@ def reader_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
     )
     (folder / "graph.json").write_text(exported.stdout, encoding="utf-8")
+    catalog = subprocess.run(
+        [str(VENV_BIN / "servicegraph"), "export", "--from", str(BOUTIQUE), "-o", "backstage"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (folder / "catalog-info.yaml").write_text(catalog.stdout, encoding="utf-8")
     return folder
 
 
