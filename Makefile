@@ -43,10 +43,12 @@ unit: setup
 test: setup system-packages lint typecheck
 	$(BIN)/python -m pytest -q -n 2
 
-# The CRDs, their copies in the chart, and the install bundle rendered from the chart.
+# The CRDs, their copies in the chart, the install bundle rendered from the chart, and the
+# snapshot's JSON Schema.
 crds: setup
 	$(BIN)/servicegraph crds --write crds
 	$(BIN)/servicegraph crds --write charts/servicegraph-operator/crds
+	$(BIN)/servicegraph schema > docs/snapshot.schema.json
 	$(BIN)/python scripts/tools.py render-install
 
 install-manifests: setup

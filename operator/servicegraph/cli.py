@@ -29,6 +29,7 @@ from servicegraph import (
     snapshot,
     snapshot_configmaps,
     snapshot_files,
+    snapshot_schema,
 )
 from servicegraph.api import (
     PATTERN_MEANINGS,
@@ -232,6 +233,11 @@ def _parser(*, plugin: bool = False) -> argparse.ArgumentParser:
     crds = commands.add_parser("crds", help="print the CustomResourceDefinitions")
     crds.add_argument("--write", metavar="DIR", help="write one file per CRD into DIR instead")
     crds.set_defaults(command=_crds)
+
+    schema = commands.add_parser(
+        "schema", help="print the JSON Schema of the snapshot document (what an SLO engine reads)"
+    )
+    schema.set_defaults(command=_schema)
     return parser
 
 
@@ -956,6 +962,11 @@ def _import_backstage(args: argparse.Namespace) -> int:
     if not drafts:
         raise CliError(f"no Backstage Component in {' '.join(args.paths)}")
     print(yaml.safe_dump_all(drafts, sort_keys=False), end="")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    sys.stdout.write(snapshot_schema.render_schema())
     return 0
 
 

@@ -6,7 +6,8 @@ graph, and a real Prometheus wherever an example names one. A new example in the
 new test here.
 
 Where the README shows a session (`$ command`, then what it prints), the first line printed
-must be the README's, and `$ echo $?` after it is the exit code expected.
+must be the README's, and `$ echo $?` after it is the exit code expected. Python examples run
+in the same folder.
 """
 
 from __future__ import annotations
@@ -199,6 +200,28 @@ def test_readme_example_runs_as_written(
     if example.first_output_line is not None:
         printed = (done.stdout + done.stderr).splitlines()
         assert printed and printed[0].split() == example.first_output_line.split()
+
+
+def python_examples() -> list[tuple[int, str]]:
+    text = README.read_text(encoding="utf-8")
+    return [
+        (text.count("\n", 0, block.start(1)) + 1, block[1])
+        for block in re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M)
+    ]
+
+
+@pytest.mark.parametrize(("line", "code"), python_examples(), ids=lambda v: str(v)[:10])
+def test_readme_python_runs_as_written(line: int, code: str, reader_folder: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=reader_folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, f"README line {line}:\n{done.stderr[-3000:]}"
+    assert done.stdout, f"README line {line} printed nothing"
 
 
 @pytest.fixture
