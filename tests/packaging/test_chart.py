@@ -20,6 +20,7 @@ from tests.packaging.conftest import (
     CI_VALUES,
     MODES,
     NAMESPACE,
+    RELEASE,
     ROOT,
     HelmError,
     helm,
@@ -178,3 +179,52 @@ def test_dashboard_is_shipped_when_asked() -> None:
     (body,) = dashboard["data"].values()
     assert json.loads(body)["uid"] == "servicegraph-operator"
     assert objects(render("default"), "ConfigMap") == []
+
+
+def notes(*values: str) -> str:
+    """What `helm install` prints after installing (NOTES.txt), without a cluster."""
+    out = helm(
+        "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client", *values
+    )
+    return out.split("NOTES:\n", 1)[1]
+
+
+def test_notes_warn_that_the_default_image_is_not_published() -> None:
+    default = notes()
+    assert default.startswith(
+        "WARNING: image.repository is left at its default, "
+        "ghcr.io/slo-engine/servicegraph-operator, which no\nregistry publishes"
+    )
+    own = notes("--set", "image.repository=registry.example.com/platform/servicegraph")
+    assert "WARNING" not in own
+    assert own.startswith("The servicegraph operator is installed as")
+
+
+def spread(*values: str) -> list[dict[str, Any]]:
+    deployment = one(render("default", *values), "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    return list(spec.get("topologySpreadConstraints", []))
+
+
+def test_several_replicas_are_spread_over_nodes_and_zones_by_default() -> None:
+    assert spread() == []  # one replica: nothing to spread
+    constraints = spread("--set", "replicaCount=3")
+    assert [c["topologyKey"] for c in constraints] == [
+        "kubernetes.io/hostname",
+        "topology.kubernetes.io/zone",
+    ]
+    deployment = one(render("default", "--set", "replicaCount=3"), "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    for constraint in constraints:
+        assert constraint["whenUnsatisfiable"] == "ScheduleAnyway"  # soft: never unschedulable
+        assert constraint["maxSkew"] == 1
+        assert constraint["labelSelector"]["matchLabels"].items() <= pod_labels.items()
+        assert constraint["matchLabelKeys"] == ["pod-template-hash"]  # this rollout's pods only
+    # The values' own placement wins; and spreading can be turned off.
+    mine = '[{"maxSkew": 2, "topologyKey": "rack", "whenUnsatisfiable": "DoNotSchedule"}]'
+    assert spread("--set", "replicaCount=3", "--set-json", f"topologySpreadConstraints={mine}") == [
+        {"maxSkew": 2, "topologyKey": "rack", "whenUnsatisfiable": "DoNotSchedule"}
+    ]
+    affinity = '{"nodeAffinity": {}}'
+    assert spread("--set", "replicaCount=3", "--set-json", f"affinity={affinity}") == []
+    assert spread("--set", "replicaCount=3", "--set", "spreadReplicas=false") == []

@@ -86,3 +86,26 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "servicegraph.metricsJob" -}}
 {{- printf "%s-metrics" (include "servicegraph.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
+
+{{/* The repository values.yaml names; no registry publishes it (NOTES.txt says so). */}}
+{{- define "servicegraph.unpublishedRepository" -}}
+ghcr.io/slo-engine/servicegraph-operator
+{{- end }}
+
+{{/* Soft spreading of several replicas over nodes and zones, unless the values place them. */}}
+{{- define "servicegraph.topologySpreadConstraints" -}}
+{{- if .Values.topologySpreadConstraints }}
+{{- toYaml .Values.topologySpreadConstraints }}
+{{- else if and .Values.spreadReplicas (gt (int .Values.replicaCount) 1) (not .Values.affinity) }}
+{{- range list "kubernetes.io/hostname" "topology.kubernetes.io/zone" }}
+- maxSkew: 1
+  topologyKey: {{ . }}
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "servicegraph.selectorLabels" $ | nindent 6 }}
+  matchLabelKeys:
+    - pod-template-hash
+{{- end }}
+{{- end }}
+{{- end }}
