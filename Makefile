@@ -28,7 +28,7 @@ system-packages:
 
 demo: setup
 	$(BIN)/servicegraph check manifests/examples/online-boutique
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python scripts/demo.py $(if $(KEEP),--keep)
 
 lint: setup
 	$(BIN)/ruff check operator tests bench scripts

@@ -2,11 +2,15 @@
 kubectl, the CRDs and the Online Boutique example, and `servicegraph run` reconciling them.
 
     make demo            (or: .venv/bin/python scripts/demo.py)
+    make demo KEEP=1     (or: --keep) keeps the API and the operator running until Ctrl-C, and
+                         prints the KUBECONFIG to export to try kubectl against them
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,7 +38,12 @@ def show(kubectl: Kubectl, *args: str) -> str:
     return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the API and the operator running until Ctrl-C"
+    )
+    keep = parser.parse_args(argv).keep
     work = Path(tempfile.mkdtemp(prefix="servicegraph-demo-"))
     with EmulatorServer() as server:
         kubeconfig = write_kubeconfig(work / "kubeconfig", server.url)
@@ -99,6 +108,8 @@ def main() -> int:
                 "On a real cluster: kubectl apply -f crds/, then `servicegraph run` "
                 "with KUBECONFIG set."
             )
+            if keep:
+                wait_for_interrupt(kubeconfig)
         except (KubectlError, TimeoutError, AssertionError) as error:
             print(f"error: the demo did not converge: {error}", file=sys.stderr)
             print((work / "operator.log").read_text()[-4000:], file=sys.stderr)
@@ -110,6 +121,28 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 operator.kill()
     return 0
+
+
+def wait_for_interrupt(kubeconfig: Path) -> None:
+    """Until Ctrl-C (or SIGTERM): the API and the operator stay up for the reader to try."""
+    step("Still running: try it from another shell")
+    bin_dir = Path(sys.executable).parent
+    print(
+        f"""  export KUBECONFIG={kubeconfig}
+  export PATH={bin_dir}:$PATH      # for kubectl servicegraph
+  kubectl get slo-engine -n {NAMESPACE}
+  kubectl edit servicedependency adservice -n {NAMESPACE}   # add a dependsOn entry
+  kubectl get servicegraph -n {NAMESPACE} -w                 # and watch EDGES change
+  kubectl servicegraph query frontend --graph {NAMESPACE}/{NAMESPACE} --depth 2
+Press Ctrl-C to stop.""",
+        flush=True,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        print("stopping", flush=True)
 
 
 if __name__ == "__main__":
