@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TOOLS_STAMP := .tools/bin/helm
 export PATH := $(PATH):$(CURDIR)/.tools/bin
 
-.PHONY: setup tools system-packages demo test lint typecheck unit crds install-manifests picture bench clean
+.PHONY: setup tools system-packages demo test lint typecheck unit crds install-manifests picture plugin bench clean
 
 setup: $(STAMP) $(TOOLS_STAMP)
 
@@ -53,6 +53,10 @@ crds: setup
 
 install-manifests: setup
 	$(BIN)/python scripts/tools.py render-install
+
+# The kubectl plugin's krew archive for this platform, in dist/ (.krew.yaml is its manifest).
+plugin: setup
+	$(BIN)/python scripts/plugin_archive.py
 
 # The README's picture of Online Boutique (needs Graphviz: make system-packages).
 picture: setup
