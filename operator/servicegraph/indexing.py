@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from servicegraph.api import ServiceDependency, ServiceGraphSpec
+from servicegraph.api import ServiceDependency, ServiceDependencyStatus, ServiceGraphSpec
 from servicegraph.graph import ServiceDeclaration
 from servicegraph.tenancy import Tenancy
 
@@ -57,12 +57,10 @@ class IndexedDependency:
         return cls(namespace, name, dict(labels), generation, obj.declaration(), None, managed)
 
 
-_DEPENDENCY_STATUS_KEYS = (
-    "observedGeneration",
-    "conditions",
-    "resolvedTargets",
-    "unresolvedTargets",
-    "inCycle",
+# Every field the operator writes, from the model, so that a new one is compared too (else
+# each restart would find it missing and write every status again).
+_DEPENDENCY_STATUS_KEYS = tuple(
+    field.alias or name for name, field in ServiceDependencyStatus.model_fields.items()
 )
 
 

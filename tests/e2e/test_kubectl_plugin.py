@@ -78,7 +78,7 @@ def test_kubectl_finds_the_plugin(api: Api) -> None:
     commands = usage.split("positional arguments:")[1].split("options:")[0]
     listed = {line.split()[0] for line in commands.splitlines() if re.match(r" {4}\w", line)}
     # Running the operator and printing its CRDs are no business of a kubectl plugin.
-    assert listed == {"check", "analyze", "infer", "query", "slo", "export"}
+    assert listed == {"check", "analyze", "infer", "query", "slo", "export", "import"}
     assert ok(plugin(api, "query", "--help")).startswith("usage: kubectl servicegraph query ")
 
 
