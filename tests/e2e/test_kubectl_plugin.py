@@ -137,21 +137,15 @@ def test_live_query_reads_the_snapshot_the_operator_wrote(
     ]
     assert "paymentservice" in live["nodes"]
 
-    upstream = ok(
-        plugin(api, "query", "redis-cart", "--graph", f"{NS}/{NS}", "--direction", "upstream")
-    )
-    assert upstream.splitlines()[0].split() == [
-        "SOURCE",
-        "TARGET",
-        "DIRECTION",
-        "HOP",
-        "MODE",
-        "CRITICALITY",
-        "SOURCES",
-        "STALE",
-    ]
-    assert [line.split()[:2] for line in upstream.splitlines()[1:]] == [
-        ["cartservice", "redis-cart"]
+    # The table too: the live one is the one the manifests give.
+    upstream = ("query", "redis-cart", "--direction", "upstream", "--depth", "2")
+    table = ok(plugin(api, *upstream, "--graph", f"{NS}/{NS}"))
+    assert main([*upstream, "--from", str(BOUTIQUE)]) == 0
+    assert table == capsys.readouterr().out
+    assert [line.split()[:4] for line in table.splitlines()[1:]] == [
+        ["cartservice", "redis-cart", "upstream", "1"],
+        ["checkoutservice", "cartservice", "upstream", "2"],
+        ["frontend", "cartservice", "upstream", "2"],
     ]
 
 

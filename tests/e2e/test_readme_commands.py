@@ -147,20 +147,14 @@ def reader_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (chart / "Chart.yaml").write_text("apiVersion: v2\nname: shop\nversion: 0.1.0\n")
     for manifest in BOUTIQUE.glob("*.yaml"):
         shutil.copy(manifest, chart / "templates")
-    exported = subprocess.run(
-        [str(VENV_BIN / "servicegraph"), "export", "--from", str(BOUTIQUE), "-o", "json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    (folder / "graph.json").write_text(exported.stdout, encoding="utf-8")
-    catalog = subprocess.run(
-        [str(VENV_BIN / "servicegraph"), "export", "--from", str(BOUTIQUE), "-o", "backstage"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    (folder / "catalog-info.yaml").write_text(catalog.stdout, encoding="utf-8")
+    for name, fmt in (("graph.json", "json"), ("catalog-info.yaml", "backstage")):
+        exported = subprocess.run(
+            [str(VENV_BIN / "servicegraph"), "export", "--from", str(BOUTIQUE), "-o", fmt],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        (folder / name).write_text(exported.stdout, encoding="utf-8")
     return folder
 
 

@@ -4,22 +4,13 @@ the catalog Backstage reads, and drafts that `check` passes and that give the sa
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-BOUTIQUE = ROOT / "manifests" / "examples" / "online-boutique"
-API = "graph.slo-engine.io/v1alpha1"
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).with_name("servicegraph")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60)
+from tests.unit.test_cli import API, BOUTIQUE, run
 
 
 def ok(*args: str) -> str:
