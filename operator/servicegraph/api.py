@@ -97,7 +97,7 @@ MAX_REQUEST_RATE = 1e9
 StatusName = Annotated[str, StringConstraints(max_length=253)]
 Timestamp = Annotated[str, StringConstraints(max_length=MAX_TIMESTAMP_LENGTH)]
 
-_UNIT_MILLIS: Final = {
+UNIT_MILLIS: Final = {
     "ms": 1,
     "s": 1000,
     "m": 60_000,
@@ -113,7 +113,7 @@ def duration_millis(text: str) -> int:
     parts = re.findall(r"([0-9]+)(ms|s|m|h|d|w)", text)
     if not parts or "".join(n + u for n, u in parts) != text:
         raise ValueError(f"not a duration: {text[:40]!r} (expected e.g. 30s, 15m, 1h30m, 168h)")
-    return sum(int(n) * _UNIT_MILLIS[u] for n, u in parts)
+    return sum(int(n) * UNIT_MILLIS[u] for n, u in parts)
 
 
 def parse_duration(text: str) -> float:
@@ -125,14 +125,14 @@ def parse_duration(text: str) -> float:
         raise ValueError(f"duration too long: {text[:40]!r}") from None
 
 
-def _cel_millis(expr: str) -> str:
+def cel_millis(expr: str) -> str:
     """CEL for the milliseconds in the duration string `expr`, as `duration_millis` counts.
 
     CEL's own `duration()` knows neither `d` nor `w`, so the rule splits the string into terms
     with the Kubernetes regex library (`findAll`, `find`) and adds them up with the lists
     library (`sum`), both in every supported Kubernetes release. The bounded pattern keeps the
     int64 sum from overflowing; validation.py provides the same functions offline."""
-    units = ", ".join(f"'{unit}': {ms}" for unit, ms in _UNIT_MILLIS.items())
+    units = ", ".join(f"'{unit}': {ms}" for unit, ms in UNIT_MILLIS.items())
     return (
         f"{expr}.findAll('[0-9]+[a-z]+')"
         f".map(t, int(t.find('[0-9]+')) * {{{units}}}[t.find('[a-z]+')]).sum()"
@@ -165,7 +165,7 @@ class DurationRange:
     def cel_rule(self) -> dict[str, str]:
         low, high = duration_millis(self.minimum), duration_millis(self.maximum)
         return {
-            "rule": f"[{_cel_millis('self')}].all(ms, ms >= {low} && ms <= {high})",
+            "rule": f"[{cel_millis('self')}].all(ms, ms >= {low} && ms <= {high})",
             "message": self.message,
             "messageExpression": f"'{self.message}, not ' + self",
         }
@@ -544,22 +544,21 @@ DEFAULT_STALE_AFTER: Final = "168h"
 DEFAULT_RETENTION: Final = "720h"
 
 
-_STALE_AFTER_CEL = f"(has(self.staleAfter) ? self.staleAfter : '{DEFAULT_STALE_AFTER}')"
+STALE_AFTER_CEL = f"(has(self.staleAfter) ? self.staleAfter : '{DEFAULT_STALE_AFTER}')"
 
 
 def _retention_rules() -> list[JsonValue]:
     """Every source's retention >= spec.staleAfter, with the defaults the API server would
     apply (the offline check sees objects before defaulting)."""
-    stale = _STALE_AFTER_CEL
+    stale = STALE_AFTER_CEL
     given = "has(self.observed) && has(self.observed.retention)"
     each = (
         f"!has(self.sources) || self.sources.all(s, !has(s.retention) || "
-        f"{_cel_millis('s.retention')} >= {_cel_millis(stale)})"
+        f"{cel_millis('s.retention')} >= {cel_millis(stale)})"
     )
     return [
         {
-            "rule": f"!({given}) || {_cel_millis('self.observed.retention')} >= "
-            f"{_cel_millis(stale)}",
+            "rule": f"!({given}) || {cel_millis('self.observed.retention')} >= {cel_millis(stale)}",
             "message": "observed.retention must be at least staleAfter",
             "messageExpression": f"'observed.retention (' + ({given} ? self.observed.retention "
             f": '') + ') must be at least staleAfter (' + {stale} + ')'",

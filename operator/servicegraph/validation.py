@@ -10,20 +10,22 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 import celpy
 import celpy.adapter
 import celpy.celtypes
 import celpy.evaluation
+import fastjsonschema
 import jsonschema
 import re2  # type: ignore[import-untyped]  # RE2, as the API server's CEL (and cel-python) use
 
 from servicegraph.api import API_VERSION, DNS_SUBDOMAIN_PATTERN, KINDS
 from servicegraph.crds import JsonSchema, object_schema
+from servicegraph.native_rules import native
 
 KINDS_BY_NAME = {kind.kind: kind for kind in KINDS}
 
@@ -68,7 +70,11 @@ def validate(obj: dict[str, Any]) -> list[FieldError]:
     if errors:
         return errors
     schema = _schema(kind.kind)
-    errors = sorted(_schema_errors(schema, obj), key=lambda e: e.field)
+    errors = (
+        []
+        if _passes_schema(kind.kind, obj)
+        else sorted(_schema_errors(schema, obj), key=lambda e: e.field)
+    )
     errors += _structure_errors(schema, obj, "")
     if not errors:  # CEL rules only run on objects that pass the schema, as in the API server
         errors += _rule_errors(schema, obj, "")
@@ -216,6 +222,41 @@ _Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
 )
 
 
+@cache
+def _fast_schema(kind_name: str) -> Callable[[Any], Any]:
+    """The kind's schema compiled to Python by fastjsonschema: a verdict fifteen times faster
+    than jsonschema's, which is asked only for the messages of an object that fails. Patterns
+    end-anchored as the API server reads them; formats ignored and defaults left out, as by
+    jsonschema."""
+    anchored = _with_anchored_patterns(_schema(kind_name))
+    return fastjsonschema.compile(
+        {"$schema": "http://json-schema.org/draft-04/schema#", **anchored},
+        use_default=False,
+        use_formats=False,
+    )
+
+
+def _with_anchored_patterns(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: _end_anchored(value).pattern
+            if key == "pattern" and isinstance(value, str)
+            else _with_anchored_patterns(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_with_anchored_patterns(item) for item in node]
+    return node
+
+
+def _passes_schema(kind_name: str, obj: dict[str, Any]) -> bool:
+    try:
+        _fast_schema(kind_name)(obj)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return True
+
+
 def _schema_errors(schema: JsonSchema, obj: dict[str, Any]) -> Iterator[FieldError]:
     validator = _Validator(schema)
     for error in validator.iter_errors(obj):
@@ -331,7 +372,7 @@ def _hashable(value: Any) -> Any:
 def _rule_errors(schema: JsonSchema, value: Any, path: str) -> list[FieldError]:
     errors: list[FieldError] = []
     for rule in schema.get("x-kubernetes-validations", []):
-        if not _rule_holds(rule["rule"], value):
+        if not _native_or_cel(rule["rule"])(value):
             field = path + rule.get("fieldPath", "") if rule.get("fieldPath") else path
             errors.append(
                 FieldError(field.lstrip("."), f"Invalid value: {_rule_message(rule, value)}")
@@ -420,6 +461,12 @@ def _program(rule: str) -> Any:
 
 def _evaluate(expression: str, value: Any) -> Any:
     return _program(expression).evaluate({"self": celpy.adapter.json_to_cel(value)})
+
+
+@cache
+def _native_or_cel(rule: str) -> Callable[[Any], bool]:
+    """The rule's Python counterpart (native_rules), else cel-python's evaluation of it."""
+    return native(rule) or partial(_rule_holds, rule)
 
 
 def _rule_holds(rule: str, value: Any) -> bool:

@@ -25,7 +25,7 @@ from servicegraph.api import (
     ServiceGraph,
     ServiceGraphSpec,
     SnapshotSpec,
-    _cel_millis,
+    cel_millis,
     duration_millis,
     parse_duration,
 )
@@ -137,7 +137,7 @@ def test_defaults_and_seconds() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.from_regex(r"\A([0-9]{1,9}(ms|s|m|h|d|w)){1,3}\Z"))
 def test_the_cel_rule_counts_as_python_does(text: str) -> None:
-    assert _evaluate(_cel_millis("self"), text) == duration_millis(text)
+    assert _evaluate(cel_millis("self"), text) == duration_millis(text)
     assert parse_duration(text) == duration_millis(text) / 1000
 
 
