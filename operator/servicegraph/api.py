@@ -676,9 +676,10 @@ class ServiceGraphSpec(ApiModel):
         *,
         now: datetime,
         home_namespace: str | None = None,
+        figures: bool = True,
     ) -> Graph:
         """The graph this spec asks for, from the selected declarations and the observations,
-        for a ServiceGraph living in `home_namespace`."""
+        for a ServiceGraph living in `home_namespace` (see `graph.analyse` for `figures`)."""
         return analyse(
             declarations,
             observations,
@@ -687,6 +688,7 @@ class ServiceGraphSpec(ApiModel):
             acknowledged_cycles=self.acknowledged_cycles,
             observing=bool(self.observed is not None or self.sources),
             home_namespace=home_namespace,
+            figures=figures,
         )
 
 

@@ -453,6 +453,7 @@ def _analyse(
     observed: ObservedSource | None = None,
     inferring: bool = False,
     now: datetime | None = None,
+    figures: bool = True,
 ) -> tuple[Graph, ServiceGraph | None]:
     chosen = _chosen_graph(manifests, graph_name)
     declarations = [dep.declaration() for dep in manifests.dependencies if _selects(chosen, dep)]
@@ -461,7 +462,8 @@ def _analyse(
         spec = spec.model_copy(update={"observed": observed})
     if inferring:  # likewise for edges the manifests do not imply
         spec = spec.model_copy(update={"sources": [*spec.sources, INFERRED_SOURCE]})
-    return spec.analyse(declarations, observations, now=now or datetime.now(UTC)), chosen
+    graph = spec.analyse(declarations, observations, now=now or datetime.now(UTC), figures=figures)
+    return graph, chosen
 
 
 def _selects(graph: ServiceGraph | None, dep: ServiceDependency) -> bool:
@@ -592,7 +594,7 @@ def _check(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INVALID
-    graph, _ = _analyse(manifests, args.graph)
+    graph, _ = _analyse(manifests, args.graph, figures=False)
     warnings = [
         f"{source} depends on {target}, which no manifest declares"
         for (source, target), edge in graph.edges.items()

@@ -479,11 +479,13 @@ def analyse(
     acknowledged_cycles: Iterable[Iterable[str]] = (),
     observing: bool = False,
     home_namespace: str | None = None,
+    figures: bool = True,
 ) -> Graph:
     """Merge everything into one graph and find its cycles, drift, staleness and blast radius.
 
     `observing` says an observed source is configured, so declared edges can be unobserved.
     `home_namespace` is the graph's own: its objects win a duplicate service against others.
+    Without `figures`, no node gets SLO figures or a blast radius (a check needs neither).
     """
     nodes, edges, conflicts = _merge(declarations, observations, home_namespace)
     horizon = now - stale_after
@@ -520,7 +522,8 @@ def analyse(
         kept.append(cycle)
     graph.cycles.sort()
     graph.acknowledged_cycles.sort()
-    set_slo_figures(graph, network, everyone)  # empties network: its last use
+    if figures:
+        set_slo_figures(graph, network, everyone)  # empties network: its last use
 
     return graph
 

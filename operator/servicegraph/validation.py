@@ -25,7 +25,7 @@ import re2  # type: ignore[import-untyped]  # RE2, as the API server's CEL (and 
 
 from servicegraph.api import API_VERSION, DNS_SUBDOMAIN_PATTERN, KINDS
 from servicegraph.crds import JsonSchema, object_schema
-from servicegraph.native_rules import native
+from servicegraph.native_rules import INT64_MAX, INT64_MIN, native
 
 KINDS_BY_NAME = {kind.kind: kind for kind in KINDS}
 
@@ -60,12 +60,9 @@ def validate(obj: dict[str, Any]) -> list[FieldError]:
         return [
             FieldError("apiVersion", f"must be {API_VERSION}, not {_short(obj.get('apiVersion'))}")
         ]
-    deep = _too_deep(obj)
-    if deep is not None:
-        return [FieldError(deep, f"Invalid value: nested more than {MAX_DEPTH} levels deep")]
-    odd = _unrepresentable_number(obj)
-    if odd is not None:
-        return [odd]
+    unreadable = _unreadable(obj)
+    if unreadable is not None:
+        return [unreadable]
     errors = list(_metadata_errors(obj.get("metadata")))
     if errors:
         return errors
@@ -86,42 +83,29 @@ def validate(obj: dict[str, Any]) -> list[FieldError]:
 MAX_DEPTH = 64
 
 
-def _too_deep(obj: Any) -> str | None:
-    """The path of the first value nested more than MAX_DEPTH levels deep, if any."""
+def _unreadable(obj: Any) -> FieldError | None:
+    """The first value the API server could not take, in one walk: one nested more than
+    MAX_DEPTH levels deep; NaN or infinity (no JSON form); an integer beyond int64 (its JSON
+    decoder, like CEL, counts in 64 bits). Python would carry them on and fail later: in CEL,
+    or when printing a 10,000-digit number in a message."""
     stack: list[tuple[Any, tuple[Any, ...]]] = [(obj, ())]
     while stack:
         value, path = stack.pop()
         if len(path) > MAX_DEPTH:
-            return _path(path[:MAX_DEPTH])
+            where = _path(path[:MAX_DEPTH])
+            return FieldError(where, f"Invalid value: nested more than {MAX_DEPTH} levels deep")
         if isinstance(value, dict):
             stack.extend((item, (*path, key)) for key, item in value.items())
         elif isinstance(value, list):
             stack.extend((item, (*path, index)) for index, item in enumerate(value))
-    return None
-
-
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-
-
-def _unrepresentable_number(obj: Any) -> FieldError | None:
-    """The first number the API server could not decode: NaN and infinity (no JSON form) and
-    integers beyond int64 (its JSON decoder, like CEL, counts in 64 bits). Python would carry
-    them on and fail later: in CEL, or when printing a 10,000-digit number in a message."""
-    stack: list[tuple[Any, tuple[Any, ...]]] = [(obj, ())]
-    while stack:
-        value, path = stack.pop()
-        if isinstance(value, bool):
+        elif isinstance(value, bool | str) or value is None:
             continue
-        if isinstance(value, float) and not math.isfinite(value):
+        elif isinstance(value, float) and not math.isfinite(value):
             return FieldError(_path(path), f"Invalid value: {value}: JSON has no such number")
-        if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        elif isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
             return FieldError(
                 _path(path), f"Invalid value: {_short(value)}: must fit in a 64-bit integer"
             )
-        if isinstance(value, dict):
-            stack.extend((item, (*path, key)) for key, item in value.items())
-        elif isinstance(value, list):
-            stack.extend((item, (*path, index)) for index, item in enumerate(value))
     return None
 
 
