@@ -68,6 +68,7 @@ bench: setup
 	$(BIN)/python bench/durability_bench.py
 	$(BIN)/python bench/liveness_bench.py --services 10000
 	$(BIN)/python bench/inference_bench.py
+	$(BIN)/python bench/check_bench.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .hypothesis

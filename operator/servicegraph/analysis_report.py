@@ -10,6 +10,7 @@ from typing import Any
 
 from servicegraph.cycles import Cycle
 from servicegraph.graph import Graph
+from servicegraph.slo import MAX_IMPACT_NAMES
 
 Document = Mapping[str, Any]
 # The parts of the snapshot that analyze repeats as they are.
@@ -40,11 +41,12 @@ def analysis_document(graph: Graph, doc: Document) -> dict[str, Any]:
     report: dict[str, Any] = {key: doc[key] for key in SNAPSHOT_PARTS}
     report["services"] = service_facts(doc)
     # As `servicegraph slo` spells them: the chain written out, where the snapshot has its
-    # next hop only.
+    # next hop only; its first names, as the impact lists, since every service's whole chain
+    # would grow with the square of the graph's depth (340 MB for a chain of 10,000).
     report["slo"] = {
         node["name"]: {
             **{key: value for key, value in node["slo"].items() if key != "syncNext"},
-            "syncChain": list(graph.sync_chain(node["name"])),
+            "syncChain": list(graph.sync_chain(node["name"], limit=MAX_IMPACT_NAMES)),
         }
         for node in doc["nodes"]
     }

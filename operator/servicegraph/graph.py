@@ -346,11 +346,16 @@ class Graph:
 
         return to_networkx(to_document(self))
 
-    def sync_chain(self, service: str) -> tuple[str, ...]:
+    def sync_chain(self, service: str, limit: int | None = None) -> tuple[str, ...]:
         """The service's deepest chain of hard sync calls, starting with it: each name calls
-        the next (`ServiceSLO.sync_next`, followed)."""
+        the next (`ServiceSLO.sync_next`, followed); its first `limit` names when given."""
         chain = [service]
-        while (node := self.nodes.get(chain[-1])) is not None and node.slo and node.slo.sync_next:
+        while (
+            (limit is None or len(chain) < limit)
+            and (node := self.nodes.get(chain[-1])) is not None
+            and node.slo
+            and node.slo.sync_next
+        ):
             chain.append(node.slo.sync_next)
             if len(chain) > len(self.nodes):
                 raise ValueError(f"the sync chain of {service} goes round: {chain[-5:]}")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from servicegraph.cli import main
 from servicegraph.graph import (
@@ -218,3 +219,27 @@ def test_a_snapshot_gives_the_figures_the_manifests_give(
         assert slo_json(service, "--snapshot", str(path)) == slo_json(
             service, "--from", str(BOUTIQUE)
         )
+
+
+def test_analyze_keeps_each_sync_chain_short_however_deep_the_graph(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every service's whole chain would make the report grow with the square of the depth:
+    the first 20 names, as the impact lists; syncDepth counts them all."""
+    chain = [f"s{i:03}" for i in range(60)]
+    objects = [
+        {
+            "apiVersion": "graph.slo-engine.io/v1alpha1",
+            "kind": "ServiceDependency",
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"dependsOn": [{"service": callee}] if callee else []},
+        }
+        for name, callee in zip(chain, [*chain[1:], None], strict=True)
+    ]
+    (tmp_path / "chain.yaml").write_text(yaml.safe_dump_all(objects))
+    assert main(["analyze", str(tmp_path), "-o", "json"]) == 0
+    first = json.loads(capsys.readouterr().out)["slo"]["s000"]
+    assert first["syncDepth"] == 59
+    assert first["syncChain"] == chain[:20]
+    assert main(["slo", "s000", "--from", str(tmp_path), "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["syncChain"] == chain  # one service: all of it
