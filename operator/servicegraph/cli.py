@@ -51,6 +51,7 @@ from servicegraph.graph import (
 from servicegraph.manifests import (
     ManifestError,
     ManifestSet,
+    Problem,
     cluster_objects,
     load,
     parse_object,
@@ -582,11 +583,15 @@ def _current_namespace(kubeconfig: str | None, context_name: str | None) -> str:
         return settings.own_namespace() or "default"
 
 
+# Problems printed per file; the rest are counted, so that 10,000 bad objects make a report
+# a person reads, not 20,000 lines.
+MAX_PROBLEMS_PER_FILE = 10
+
+
 def _check(args: argparse.Namespace) -> int:
     manifests = load(args.paths)
-    for problem in manifests.problems:
-        print(problem, file=sys.stderr)
     if manifests.problems:
+        _print_problems(manifests.problems)
         return EXIT_INVALID
     if not manifests.dependencies and not args.allow_empty:
         print(
@@ -623,6 +628,19 @@ def _check(args: argparse.Namespace) -> int:
     summary = graph.summary()
     print(f"ok: {summary.services} services, {summary.edges} edges, no unacknowledged cycle")
     return 0
+
+
+def _print_problems(problems: Sequence[Problem]) -> None:
+    by_file: dict[Path, list[Problem]] = {}
+    for problem in problems:
+        by_file.setdefault(problem.path, []).append(problem)
+    for path, found in by_file.items():
+        for problem in found[:MAX_PROBLEMS_PER_FILE]:
+            print(problem, file=sys.stderr)
+        if len(found) > MAX_PROBLEMS_PER_FILE:
+            print(f"{path}: and {len(found) - MAX_PROBLEMS_PER_FILE} more", file=sys.stderr)
+    if len(problems) > MAX_PROBLEMS_PER_FILE or len(by_file) > 1:
+        print(f"error: {len(problems)} invalid field(s) in {len(by_file)} file(s)", file=sys.stderr)
 
 
 def _analysed(

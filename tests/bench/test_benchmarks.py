@@ -86,6 +86,8 @@ def test_inference_benchmark_prints_its_table() -> None:
 
 def test_check_benchmark_prints_its_table() -> None:
     out = run("check_bench.py", "--quick")
-    assert "| objects | layout | check | analyze -o json | budget (< 2 s at 10,000) | before |" in out
+    assert (
+        "| objects | layout | check | analyze -o json | budget (< 2 s at 10,000) | before |" in out
+    )
     assert re.search(r"\| 1,000 \| one file \| \d+\.\d\d s \| \d+\.\d\d s \|", out), out
     assert re.search(r"\| 1,000 \| a file each \| \d+\.\d\d s \|", out), out

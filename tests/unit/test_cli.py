@@ -202,6 +202,25 @@ def test_check_warns_about_undeclared_targets(
     assert "warning: a depends on ghost, which no manifest declares" in capsys.readouterr().err
 
 
+def test_many_invalid_objects_make_a_short_report(tmp_path: Path) -> None:
+    bad = [sdep(f"s{i}", "a") for i in range(30)]
+    for obj in bad:
+        obj["spec"]["dependsOn"][0]["criticality"] = "sometimes"
+    many = write(tmp_path / "many.yaml", *bad)
+    few = write(tmp_path / "few.yaml", *bad[:2])
+    result = run("check", str(tmp_path))
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if line.startswith(f"{few}: ")] == [
+        f"{few}: ServiceDependency shop/s{i}: spec.dependsOn[0].criticality: Unsupported value: "
+        '"sometimes": supported values: "hard", "soft", "degraded"'
+        for i in range(2)
+    ]
+    from_many = [line for line in lines if line.startswith(f"{many}: ")]
+    assert len(from_many) == 11 and from_many[-1] == f"{many}: and 20 more"
+    assert lines[-1] == "error: 32 invalid field(s) in 2 file(s)"
+
+
 def test_two_objects_of_one_name_fail_naming_both_files(tmp_path: Path) -> None:
     first = write(tmp_path / "a.yaml", sdep("checkout", "payment"), sdep("payment"))
     second = write(tmp_path / "b.yaml", sdep("checkout"))
