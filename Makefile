@@ -44,11 +44,12 @@ test: setup system-packages lint typecheck
 	$(BIN)/python -m pytest -q -n 2
 
 # The CRDs, their copies in the chart, the install bundle rendered from the chart, and the
-# snapshot's JSON Schema.
+# snapshot's JSON Schema and the API reference (docs/).
 crds: setup
 	$(BIN)/servicegraph crds --write crds
 	$(BIN)/servicegraph crds --write charts/servicegraph-operator/crds
 	$(BIN)/servicegraph schema > docs/snapshot.schema.json
+	$(BIN)/python scripts/api_reference.py
 	$(BIN)/python scripts/tools.py render-install
 
 install-manifests: setup

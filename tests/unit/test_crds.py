@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,19 @@ def test_depends_on_is_a_list_map_keyed_by_service() -> None:
     depends_on = spec["properties"]["dependsOn"]
     assert depends_on["x-kubernetes-list-type"] == "map"
     assert depends_on["x-kubernetes-list-map-keys"] == ["service"]
+
+
+def test_the_api_reference_is_the_generated_one() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "api_reference", ROOT / "scripts" / "api_reference.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = (ROOT / "docs" / "api-reference.md").read_text(encoding="utf-8")
+    assert text == module.reference(), "the API changed: run `make crds`"
+    # Every field of both kinds, with what bounds it.
+    assert "| `dependsOn[].timeoutMs` | integer |  | 1 to 3600000 | Call timeout. |" in text
+    assert '| `observed.interval` | string | `"15m"` |' in text
+    assert "must be between 1s and 24h" in text
+    assert "| `.spec` | at most one kubernetes source |" in text
