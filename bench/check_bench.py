@@ -80,7 +80,8 @@ def main() -> int:
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as work:
         for size in sizes:
-            for layout, path in zip(("one file", "a file each"), write(Path(work), size)):
+            layouts = zip(("one file", "a file each"), write(Path(work), size), strict=True)
+            for layout, path in layouts:
                 check = seconds([str(SERVICEGRAPH), "check", str(path)], repeat)
                 analyze = seconds([str(SERVICEGRAPH), "analyze", str(path), "-o", "json"], repeat)
                 verdict = "pass" if max(check, analyze) < BUDGET_SECONDS else "over"

@@ -131,7 +131,8 @@ def cel_millis(expr: str) -> str:
     CEL's own `duration()` knows neither `d` nor `w`, so the rule splits the string into terms
     with the Kubernetes regex library (`findAll`, `find`) and adds them up with the lists
     library (`sum`), both in every supported Kubernetes release. The bounded pattern keeps the
-    int64 sum from overflowing; validation.py provides the same functions offline."""
+    int64 sum from overflowing; cel_reference.py provides the same functions offline, and
+    native_rules.py the rules in Python."""
     units = ", ".join(f"'{unit}': {ms}" for unit, ms in UNIT_MILLIS.items())
     return (
         f"{expr}.findAll('[0-9]+[a-z]+')"

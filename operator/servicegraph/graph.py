@@ -512,10 +512,12 @@ def analyse(
     # Not kept in `graph.network`: the operator only writes the analysed graph out, and 50,000
     # edges in a DiGraph are 20 MiB; a query builds it again when it is asked for.
     network = graph.build_network()
-    everyone = Dependents.of(network)
+    # Every service's callers at once, for the figures; a check needs the components only.
+    everyone = Dependents.of(network) if figures else None
+    components = everyone.members if everyone else nx.strongly_connected_components(network)
 
     acknowledged_sets = {frozenset(members) for members in acknowledged_cycles}
-    for members in everyone.members:
+    for members in components:
         if len(members) < 2:
             continue
         for name in members:
@@ -527,7 +529,7 @@ def analyse(
         kept.append(cycle)
     graph.cycles.sort()
     graph.acknowledged_cycles.sort()
-    if figures:
+    if everyone is not None:
         set_slo_figures(graph, network, everyone)  # empties network: its last use
 
     return graph

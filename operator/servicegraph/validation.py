@@ -13,19 +13,16 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache, partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import celpy
-import celpy.adapter
-import celpy.celtypes
-import celpy.evaluation
 import fastjsonschema
-import jsonschema
-import re2  # type: ignore[import-untyped]  # RE2, as the API server's CEL (and cel-python) use
 
 from servicegraph.api import API_VERSION, DNS_SUBDOMAIN_PATTERN, KINDS
 from servicegraph.crds import JsonSchema, object_schema
 from servicegraph.native_rules import INT64_MAX, INT64_MIN, native
+
+if TYPE_CHECKING:  # jsonschema words the errors of an object that fails: imported only then
+    import jsonschema
 
 KINDS_BY_NAME = {kind.kind: kind for kind in KINDS}
 
@@ -193,7 +190,9 @@ def _pattern(
     """`pattern` as the API server (Go, RE2) reads it: `$` is the end of the text. Python's
     `$` also matches before a final newline, which would let "name\\n" through."""
     if validator.is_type(instance, "string") and not _end_anchored(pattern).search(instance):
-        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+        from jsonschema import ValidationError
+
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
 @cache
@@ -201,9 +200,14 @@ def _end_anchored(pattern: str) -> re.Pattern[str]:
     return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", pattern))
 
 
-_Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
-    jsonschema.Draft4Validator, {"pattern": _pattern}
-)
+@cache
+def _validator_class() -> Any:
+    """Draft 4, as the API server's structural schemas, with its `pattern`."""
+    import jsonschema
+
+    return jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+        jsonschema.Draft4Validator, {"pattern": _pattern}
+    )
 
 
 @cache
@@ -242,7 +246,7 @@ def _passes_schema(kind_name: str, obj: dict[str, Any]) -> bool:
 
 
 def _schema_errors(schema: JsonSchema, obj: dict[str, Any]) -> Iterator[FieldError]:
-    validator = _Validator(schema)
+    validator = _validator_class()(schema)
     for error in validator.iter_errors(obj):
         yield FieldError(_path(error.absolute_path), _describe(error))
 
@@ -372,105 +376,19 @@ def _rule_errors(schema: JsonSchema, value: Any, path: str) -> list[FieldError]:
     return errors
 
 
-# Kubernetes CEL extensions our rules use that cel-python lacks, with the API server's meaning
-# (k8s.io/apiserver/pkg/cel/library: regex.go, lists.go).
-
-
-def _cel_find(text: Any, pattern: Any) -> Any:
-    """`<string>.find(<regex>)`: the first match, or "" when there is none."""
-    if not isinstance(text, str) or not isinstance(pattern, str):
-        return celpy.evaluation.CELEvalError("no such overload: find", TypeError, (text, pattern))
-    try:
-        match = re2.search(pattern, text)
-    except re2.error as exc:
-        return celpy.evaluation.CELEvalError("find: invalid regex", type(exc), exc.args)
-    return celpy.celtypes.StringType(match.group(0) if match else "")
-
-
-def _cel_find_all(text: Any, pattern: Any, limit: Any = None) -> Any:
-    """`<string>.findAll(<regex>[, <int> limit])`: every non-overlapping match, left to right;
-    a negative limit means all, 0 none."""
-    if not isinstance(text, str) or not isinstance(pattern, str):
-        return celpy.evaluation.CELEvalError(
-            "no such overload: findAll", TypeError, (text, pattern)
-        )
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
-        return celpy.evaluation.CELEvalError("no such overload: findAll", TypeError, (limit,))
-    try:
-        matches = [celpy.celtypes.StringType(m.group(0)) for m in re2.finditer(pattern, text)]
-    except re2.error as exc:
-        return celpy.evaluation.CELEvalError("findAll: invalid regex", type(exc), exc.args)
-    if limit is not None and limit >= 0:
-        matches = matches[:limit]
-    return celpy.celtypes.ListType(matches)
-
-
-def _cel_sum(items: Any) -> Any:
-    """`<list<T>>.sum()` for int, uint, double and duration lists; an empty list is int 0.
-    int64 overflow is an evaluation error, as in the API server."""
-    if not isinstance(items, list):
-        return celpy.evaluation.CELEvalError("no such overload: sum", TypeError, (items,))
-    if not items:
-        return celpy.celtypes.IntType(0)
-    kinds = (
-        celpy.celtypes.IntType,
-        celpy.celtypes.UintType,
-        celpy.celtypes.DoubleType,
-        celpy.celtypes.DurationType,
-    )
-    kind = next((k for k in kinds if isinstance(items[0], k)), None)
-    if kind is None or any(type(item) is not type(items[0]) for item in items):
-        return celpy.evaluation.CELEvalError("no such overload: sum", TypeError, (items,))
-    total = items[0]
-    try:
-        for item in items[1:]:
-            total = total + item
-    except (ValueError, OverflowError) as exc:
-        return celpy.evaluation.CELEvalError("sum: overflow", type(exc), exc.args)
-    return total
-
-
-KUBERNETES_FUNCTIONS: dict[str, Any] = {
-    "find": _cel_find,
-    "findAll": _cel_find_all,
-    "sum": _cel_sum,
-}
-
-
-@cache
-def _program(rule: str) -> Any:
-    env = celpy.Environment()
-    return env.program(env.compile(rule), functions=KUBERNETES_FUNCTIONS)
-
-
-def _evaluate(expression: str, value: Any) -> Any:
-    return _program(expression).evaluate({"self": celpy.adapter.json_to_cel(value)})
-
-
 @cache
 def _native_or_cel(rule: str) -> Callable[[Any], bool]:
-    """The rule's Python counterpart (native_rules), else cel-python's evaluation of it."""
-    return native(rule) or partial(_rule_holds, rule)
+    """The rule's Python counterpart (native_rules), else cel-python's evaluation of it;
+    cel-python is imported only then, or to word a failed rule's messageExpression."""
+    found = native(rule)
+    if found is not None:
+        return found
+    from servicegraph.cel_reference import rule_holds
 
-
-def _rule_holds(rule: str, value: Any) -> bool:
-    try:
-        return bool(_evaluate(rule, value))
-    # The API server refuses an object whose rule cannot evaluate; cel-python raises ValueError
-    # for a value outside its 64-bit types.
-    except (celpy.evaluation.CELEvalError, ValueError, OverflowError):
-        return False
+    return partial(rule_holds, rule)
 
 
 def _rule_message(rule: dict[str, str], value: Any) -> str:
-    """The rule's messageExpression when it yields a non-empty string, else its message, as the
-    API server reports a failed rule."""
-    fallback = rule.get("message", rule["rule"])
-    expression = rule.get("messageExpression")
-    if expression is None:
-        return fallback
-    try:
-        message = _evaluate(expression, value)
-    except celpy.evaluation.CELEvalError:
-        return fallback
-    return str(message) if isinstance(message, str) and message.strip() else fallback
+    from servicegraph.cel_reference import rule_message
+
+    return rule_message(rule, value)

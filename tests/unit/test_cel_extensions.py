@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 
 from servicegraph.api import KINDS
+from servicegraph.cel_reference import evaluate, program, rule_holds, rule_message
 from servicegraph.crds import object_schema
-from servicegraph.validation import _evaluate, _program, _rule_holds, _rule_message
 
 
 def cel(expression: str, value: Any = None) -> Any:
-    return _evaluate(expression, value)
+    return evaluate(expression, value)
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_functions(expression: str, expected: Any) -> None:
     ],
 )
 def test_errors_make_a_rule_fail(expression: str) -> None:
-    assert not _rule_holds(f"{expression} == 0", None)
+    assert not rule_holds(f"{expression} == 0", None)
 
 
 def _rules(node: dict[str, Any]) -> list[dict[str, str]]:
@@ -67,13 +67,13 @@ def test_every_rule_of_the_crds_compiles_offline(kind: Any) -> None:
     rules = _rules(object_schema(kind))
     assert rules
     for rule in rules:
-        _program(rule["rule"])
+        program(rule["rule"])
         if "messageExpression" in rule:
-            _program(rule["messageExpression"])
+            program(rule["messageExpression"])
 
 
 def test_message_expression_falls_back_to_the_message() -> None:
     rule = {"rule": "false", "message": "static", "messageExpression": "self.missing"}
-    assert _rule_message(rule, {}) == "static"
-    assert _rule_message({**rule, "messageExpression": "''"}, {}) == "static"
-    assert _rule_message({**rule, "messageExpression": "'dynamic ' + self"}, "x") == "dynamic x"
+    assert rule_message(rule, {}) == "static"
+    assert rule_message({**rule, "messageExpression": "''"}, {}) == "static"
+    assert rule_message({**rule, "messageExpression": "'dynamic ' + self"}, "x") == "dynamic x"

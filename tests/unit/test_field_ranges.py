@@ -29,9 +29,10 @@ from servicegraph.api import (
     duration_millis,
     parse_duration,
 )
+from servicegraph.cel_reference import evaluate
 from servicegraph.cli import main
 from servicegraph.crds import object_schema
-from servicegraph.validation import _evaluate, validate
+from servicegraph.validation import validate
 from tests.unit.test_crds import schema_nodes
 
 PROMETHEUS = {"url": "http://prometheus:9090"}
@@ -137,7 +138,7 @@ def test_defaults_and_seconds() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.from_regex(r"\A([0-9]{1,9}(ms|s|m|h|d|w)){1,3}\Z"))
 def test_the_cel_rule_counts_as_python_does(text: str) -> None:
-    assert _evaluate(cel_millis("self"), text) == duration_millis(text)
+    assert evaluate(cel_millis("self"), text) == duration_millis(text)
     assert parse_duration(text) == duration_millis(text) / 1000
 
 
@@ -155,9 +156,9 @@ def test_interval_0s_is_refused() -> None:
     with pytest.raises(ValidationError, match=message):
         ServiceGraphSpec.model_validate(spec)
     rule = _rule("observed.interval")
-    assert not _evaluate(rule["rule"], "0s")
-    assert _evaluate(rule["messageExpression"], "0s") == message
-    assert _evaluate(rule["rule"], "1s")
+    assert not evaluate(rule["rule"], "0s")
+    assert evaluate(rule["messageExpression"], "0s") == message
+    assert evaluate(rule["rule"], "1s")
     assert [str(e) for e in validate(graph(spec))] == [
         f"spec.observed.interval: Invalid value: {message}"
     ]

@@ -12,11 +12,11 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from servicegraph.api import KINDS
+from servicegraph.cel_reference import rule_holds
 from servicegraph.crds import JsonSchema, object_schema
 from servicegraph.native_rules import native
 from servicegraph.validation import (
     _passes_schema,
-    _rule_holds,
     _schema_errors,
     _structure_errors,
     _unreadable,
@@ -69,7 +69,7 @@ def agree(obj: dict[str, Any]) -> None:
     for rule, value in applied(object_schema(kind), obj):
         counterpart = native(rule)
         assert counterpart is not None
-        assert counterpart(value) is _rule_holds(rule, value), (rule, value)
+        assert counterpart(value) is rule_holds(rule, value), (rule, value)
         checked += 1
     assert checked
 
@@ -186,7 +186,7 @@ def test_duration_ranges_agree_with_cel_on_any_text(text: str) -> None:
         if rule.startswith("[self.findAll"):
             counterpart = native(rule)
             assert counterpart is not None
-            assert counterpart(text) is _rule_holds(rule, text), (rule, text)
+            assert counterpart(text) is rule_holds(rule, text), (rule, text)
 
 
 def test_validate_gives_the_same_verdicts_as_before() -> None:

@@ -8,8 +8,9 @@ import jsonschema
 import pytest
 
 from servicegraph.api import SERVICE_DEPENDENCY, SERVICE_GRAPH
+from servicegraph.cel_reference import rule_holds
 from servicegraph.crds import object_schema
-from servicegraph.validation import _rule_holds, validate
+from servicegraph.validation import validate
 
 API = "graph.slo-engine.io/v1alpha1"
 
@@ -159,7 +160,7 @@ def test_schema_alone_accepts_and_refuses_the_same_objects() -> None:
     ],
 )
 def test_cel_rules_evaluate(rule: str, value: Any, holds: bool) -> None:
-    assert _rule_holds(rule, value) is holds
+    assert rule_holds(rule, value) is holds
 
 
 def test_wrong_api_version_and_kind_are_named() -> None:
