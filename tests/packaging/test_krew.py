@@ -4,7 +4,6 @@ unpacked from the archive."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -17,23 +16,14 @@ import pytest
 import yaml
 
 from tests.support.kubectl import KUBECTL
+from tests.support.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def plugin_archive() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "plugin_archive", ROOT / "scripts" / "plugin_archive.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, Path]:
-    module = plugin_archive()
+    module = load_script("plugin_archive")
     return module, module.build_archive(tmp_path_factory.mktemp("dist"))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import yaml
 
 from servicegraph.api import KINDS
 from servicegraph.crds import STRUCTURAL_KEYWORDS, custom_resource_definition, render_crds
+from tests.support.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,12 +94,7 @@ def test_depends_on_is_a_list_map_keyed_by_service() -> None:
 
 
 def test_the_api_reference_is_the_generated_one() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "api_reference", ROOT / "scripts" / "api_reference.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("api_reference")
     text = (ROOT / "docs" / "api-reference.md").read_text(encoding="utf-8")
     assert text == module.reference(), "the API changed: run `make crds`"
     # Every field of both kinds, with what bounds it.

@@ -3,7 +3,6 @@ names), and the graph exported for other tools."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import re
@@ -36,6 +35,7 @@ from servicegraph.graph import (
 from servicegraph.graph_networkx import flatten, to_networkx
 from servicegraph.pictures import ExportError
 from tests.support.binaries import needs_binary
+from tests.support.scripts import load_script
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 DEFAULTS = EdgeAttributes()
@@ -874,10 +874,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_readme_picture_is_what_the_code_draws() -> None:
-    spec = importlib.util.spec_from_file_location("picture", ROOT / "scripts" / "picture.py")
-    assert spec is not None and spec.loader is not None
-    picture = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(picture)
+    picture = load_script("picture")
     drawn = (ROOT / "docs" / "online-boutique.dot").read_text(encoding="utf-8")
     assert drawn == picture.picture_dot(), "the drawing changed: run `make picture`"
     assert (ROOT / "docs" / "online-boutique.png").read_bytes().startswith(b"\x89PNG\r\n")
