@@ -32,6 +32,8 @@ if str(ROOT) not in sys.path:
 
 from tests.support.kubectl import Kubectl  # noqa: E402
 
+KIND_VERSION = "v0.27.0"
+
 
 def container_engine_problem() -> str | None:
     """None when `docker info` answers, else what is wrong."""
@@ -62,6 +64,9 @@ def cluster_kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
     problem = container_engine_problem()
     if problem is not None:
         pytest.skip(f"no real cluster: pytest-kind needs a container engine ({problem})")
+    # pytest-kind downloads the kind release KIND_VERSION names (its own default, v0.17, starts
+    # Kubernetes 1.25, older than the 1.28 our CRD rules need); this one's default node is 1.32.
+    os.environ.setdefault("KIND_VERSION", KIND_VERSION)
     from pytest_kind import KindCluster  # type: ignore[import-not-found]
 
     kind = KindCluster("servicegraph-test")

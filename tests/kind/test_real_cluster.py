@@ -72,6 +72,9 @@ def operator(
     try:
         yield process
     finally:
+        # While the operator runs: it removes the ServiceGraphs' finalizers, else the
+        # namespace would stay Terminating.
+        kubectl("delete", "servicegraphs", "--all", "-n", test_namespace, "--timeout=60s")
         process.terminate()
         try:
             process.wait(timeout=30)
@@ -106,6 +109,16 @@ def boutique(kubectl: Kubectl, operator: Any, test_namespace: str) -> str:
         interval=1,
     )
     return test_namespace
+
+
+# The oldest Kubernetes the suite accepts (CEL rules with fieldPath and reason need 1.28).
+MIN_KUBERNETES_MINOR = 30
+
+
+def test_the_cluster_is_recent_enough(kubectl: Kubectl) -> None:
+    server = json.loads(kubectl("version", "-o", "json"))["serverVersion"]
+    assert int(server["major"]) == 1
+    assert int(server["minor"].rstrip("+")) >= MIN_KUBERNETES_MINOR, server["gitVersion"]
 
 
 def test_admission_refuses_what_check_refuses(
