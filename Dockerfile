@@ -4,6 +4,8 @@
 # writes nothing but temporary files, under /tmp (an emptyDir in the Helm chart).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# The package's version (pyproject.toml; a test keeps them equal), for the image's labels.
+ARG VERSION=0.1.0
 
 # --- build: a virtual environment with the operator and its dependencies -------------------
 FROM ${PYTHON_IMAGE} AS build
@@ -27,9 +29,14 @@ RUN pip install --no-deps . \
 
 # --- runtime: the environment alone, no compilers, no pip cache -----------------------------
 FROM ${PYTHON_IMAGE}
+ARG VERSION
 LABEL org.opencontainers.image.title="servicegraph-operator" \
       org.opencontainers.image.description="Keeps the service dependency graph an SLO engine needs" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/slo-engine/servicegraph-operator" \
+      org.opencontainers.image.url="https://github.com/slo-engine/servicegraph-operator" \
+      org.opencontainers.image.documentation="https://github.com/slo-engine/servicegraph-operator#readme"
 RUN groupadd --system --gid 10001 servicegraph \
     && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
        --shell /usr/sbin/nologin servicegraph
@@ -42,4 +49,7 @@ USER 10001:10001
 WORKDIR /tmp
 # 8000: Prometheus metrics; 8080: Kopf's liveness endpoint (--liveness).
 EXPOSE 8000 8080
+# Kopf stops its handlers and the snapshot writes in progress on SIGTERM, what the kubelet
+# sends first. No HEALTHCHECK: Kubernetes probes the liveness endpoint itself.
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["servicegraph", "run"]

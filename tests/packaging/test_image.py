@@ -85,6 +85,26 @@ def test_entrypoint_is_servicegraph_run() -> None:
     assert {p["containerPort"] for p in container["ports"]} == exposed
 
 
+def test_labels_stop_signal_and_no_healthcheck() -> None:
+    runtime = final_stage()
+    labels = dict(
+        re.findall(
+            r'(org\.opencontainers\.image\.\w+)="([^"]*)"',
+            " ".join(a for word, a in runtime if word == "LABEL"),
+        )
+    )
+    assert {"title", "description", "version", "licenses", "source", "url"} <= {
+        key.rsplit(".", 1)[1] for key in labels
+    }
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert labels["org.opencontainers.image.licenses"] == project["license"]
+    assert labels["org.opencontainers.image.version"] == "${VERSION}"
+    versions = [a for word, a in instructions() if word == "ARG" and a.startswith("VERSION=")]
+    assert versions == [f"VERSION={project['version']}"]
+    assert [a for word, a in runtime if word == "STOPSIGNAL"] == ["SIGTERM"]
+    assert not any(word == "HEALTHCHECK" for word, _ in instructions())
+
+
 def test_the_entrypoint_command_runs() -> None:
     proc = subprocess.run(
         [str(VENV_BIN / "servicegraph"), "run", "--help"],
