@@ -3,28 +3,40 @@
 # Runs as an unprivileged user on a read-only root filesystem (Pod Security "restricted");
 # writes nothing but temporary files, under /tmp (an emptyDir in the Helm chart).
 
+# Any Debian-based image with python3 (3.11) and its venv module; `make image OFFLINE=1` passes
+# one made from Debian's packages, for machines that reach no registry.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 # The package's version (pyproject.toml; a test keeps them equal), for the image's labels.
 ARG VERSION=0.1.0
 
 # --- build: a virtual environment with the operator and its dependencies -------------------
 FROM ${PYTHON_IMAGE} AS build
+# Extra options for pip, e.g. "--no-index --find-links /wheels" for wheels mounted into a
+# build that reaches no index.
+ARG PIP_INSTALL_OPTIONS=""
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
-RUN python -m venv /opt/venv
+RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Dependencies first, from the pinned ranges in pyproject.toml: this layer stays cached until
-# they change. An empty package stands in for the source, which comes next.
+# they change. An empty package stands in for the source, which comes next; its build/ goes
+# too, or setuptools would install the empty package again (the copied source is older).
 COPY pyproject.toml README.md ./
+# The options are split into words on purpose.
+# hadolint ignore=SC2086
 RUN mkdir -p operator/servicegraph \
     && touch operator/servicegraph/__init__.py \
-    && pip install . \
-    && pip uninstall --yes servicegraph-operator
+    && pip install ${PIP_INSTALL_OPTIONS} . \
+    && pip uninstall --yes servicegraph-operator \
+    && rm -rf build operator
 COPY operator/ operator/
-# Bytecode is compiled here: the root filesystem is read-only at run time.
-RUN pip install --no-deps . \
+# pip and setuptools go once the package is in: nothing installs at run time. Bytecode is
+# compiled here, since the root filesystem is read-only at run time.
+# hadolint ignore=SC2086
+RUN pip install ${PIP_INSTALL_OPTIONS} --no-deps . \
+    && python -m pip uninstall --yes pip setuptools \
     && python -m compileall -q /opt/venv
 
 # --- runtime: the environment alone, no compilers, no pip cache -----------------------------
