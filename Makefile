@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TOOLS_STAMP := .tools/bin/helm
 export PATH := $(PATH):$(CURDIR)/.tools/bin
 
-.PHONY: setup tools system-packages demo test lint typecheck unit crds install-manifests picture plugin bench clean
+.PHONY: setup tools system-packages demo test lint typecheck unit crds install-manifests picture plugin image bench clean
 
 setup: $(STAMP) $(TOOLS_STAMP)
 
@@ -58,6 +58,11 @@ install-manifests: setup
 # The kubectl plugin's krew archive for this platform, in dist/ (.krew.yaml is its manifest).
 plugin: setup
 	$(BIN)/python scripts/plugin_archive.py
+
+# The operator's image, localhost/servicegraph-operator:<version>, with podman (or docker).
+# OFFLINE=1: for machines that reach no registry (make system-packages installs what it needs).
+image: setup
+	$(BIN)/python scripts/image.py $(if $(OFFLINE),--offline)
 
 # The README's picture of Online Boutique (needs Graphviz: make system-packages).
 picture: setup
