@@ -1,7 +1,7 @@
-"""The container image, as far as it can be checked without a container engine: the Dockerfile
-lints clean and is built the way the chart runs it (entrypoint, non-root user, ports), the
-.dockerignore keeps tests and caches out of the build context, and the entrypoint command runs
-and accepts every argument the chart passes."""
+"""The container image's recipe: the Dockerfile lints clean and is built the way the chart runs
+it (entrypoint, non-root user, ports), the .dockerignore keeps tests and caches out of the build
+context, and the entrypoint command runs and accepts every argument the chart passes.
+tests/e2e/test_container.py builds the image and runs it."""
 
 from __future__ import annotations
 

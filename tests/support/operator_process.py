@@ -39,6 +39,15 @@ BROKEN = (
 BROKEN_TASK = " has failed: "
 
 
+def broken_lines(log: str) -> list[str]:
+    """The lines of an operator's log that say it broke (BROKEN), in order."""
+    return [
+        line
+        for line in log.splitlines()
+        if any(text in line for text in BROKEN) or BROKEN_TASK in line
+    ]
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1 (each test's servers get their own: tests run in parallel)."""
     with socket.socket() as sock:
@@ -95,11 +104,7 @@ class OperatorProcess:
 
     def broken_lines(self) -> list[str]:
         """The lines of the log that say the operator broke (BROKEN), in order."""
-        return [
-            line
-            for line in self.log().splitlines()
-            if any(text in line for text in BROKEN) or BROKEN_TASK in line
-        ]
+        return broken_lines(self.log())
 
     @property
     def running(self) -> bool:
