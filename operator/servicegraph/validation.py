@@ -57,19 +57,22 @@ def validate(obj: dict[str, Any]) -> list[FieldError]:
         return [
             FieldError("apiVersion", f"must be {API_VERSION}, not {_short(obj.get('apiVersion'))}")
         ]
-    unreadable = _unreadable(obj)
+    unreadable = None if _readable(obj) else _unreadable(obj)
     if unreadable is not None:
         return [unreadable]
     errors = list(_metadata_errors(obj.get("metadata")))
     if errors:
         return errors
     schema = _schema(kind.kind)
-    errors = (
-        []
-        if _passes_schema(kind.kind, obj)
-        else sorted(_schema_errors(schema, obj), key=lambda e: e.field)
-    )
-    errors += _structure_errors(schema, obj, "")
+    if _passes_strictly(kind.kind, obj):  # no schema error, no unknown field: lists remain
+        errors = _structure_errors(schema, obj, "", lists_only=True)
+    else:
+        errors = (
+            []
+            if _passes_schema(kind.kind, obj)
+            else sorted(_schema_errors(schema, obj), key=lambda e: e.field)
+        )
+        errors += _structure_errors(schema, obj, "")
     if not errors:  # CEL rules only run on objects that pass the schema, as in the API server
         errors += _rule_errors(schema, obj, "")
     return errors
@@ -106,9 +109,59 @@ def _unreadable(obj: Any) -> FieldError | None:
     return None
 
 
+def _readable(value: Any, depth: int = 0) -> bool:
+    """True when `_unreadable` would find nothing, told quickly (no paths kept); False when
+    it may find something: it then says what."""
+    if depth > MAX_DEPTH:
+        return False
+    kind = value.__class__
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is dict:
+        return all(_readable(item, depth + 1) for item in value.values())
+    if kind is list:
+        return all(_readable(item, depth + 1) for item in value)
+    if kind is int:
+        return bool(INT64_MIN <= value <= INT64_MAX)
+    return kind is float and math.isfinite(value)
+
+
 @cache
 def _schema(kind_name: str) -> JsonSchema:
     return object_schema(KINDS_BY_NAME[kind_name])
+
+
+# The keys every object has, which the structure walk leaves to the metadata checks.
+_OBJECT_KEYS = ("apiVersion", "kind", "metadata")
+
+
+@cache
+def _nothing_below() -> tuple[frozenset[int], frozenset[int]]:
+    """The nodes of our kinds' schemas (by id; the schemas are kept, so ids stay theirs) with
+    no CEL rule at or below them, and those with no list-type (uniqueness) at or below them:
+    the walks skip them. A schema from elsewhere is walked whole."""
+    without_rules: set[int] = set()
+    without_lists: set[int] = set()
+
+    def visit(node: JsonSchema) -> None:
+        # The rule walk follows properties and items; the structure walk additionalProperties too.
+        followed = [*node.get("properties", {}).values()]
+        if isinstance(node.get("items"), dict):
+            followed.append(node["items"])
+        extra = node.get("additionalProperties")
+        walked = [*followed, *([extra] if isinstance(extra, dict) else [])]
+        for child in walked:
+            visit(child)
+        rules = node.get("x-kubernetes-validations")
+        if not rules and all(id(child) in without_rules for child in followed):
+            without_rules.add(id(node))
+        lists = "x-kubernetes-list-type" in node
+        if not lists and all(id(child) in without_lists for child in walked):
+            without_lists.add(id(node))
+
+    for kind in KINDS:
+        visit(_schema(kind.kind))
+    return frozenset(without_rules), frozenset(without_lists)
 
 
 def _metadata_errors(metadata: Any) -> Iterator[FieldError]:
@@ -211,12 +264,13 @@ def _validator_class() -> Any:
 
 
 @cache
-def _fast_schema(kind_name: str) -> Callable[[Any], Any]:
+def _fast_schema(kind_name: str, *, strictly: bool = False) -> Callable[[Any], Any]:
     """The kind's schema compiled to Python by fastjsonschema: a verdict fifteen times faster
     than jsonschema's, which is asked only for the messages of an object that fails. Patterns
     end-anchored as the API server reads them; formats ignored and defaults left out, as by
-    jsonschema."""
-    anchored = _with_anchored_patterns(_schema(kind_name))
+    jsonschema. `strictly`: unknown fields fail too."""
+    schema = _schema(kind_name)
+    anchored = _with_anchored_patterns(_without_unknown_fields(schema) if strictly else schema)
     return fastjsonschema.compile(
         {"$schema": "http://json-schema.org/draft-04/schema#", **anchored},
         use_default=False,
@@ -237,12 +291,38 @@ def _with_anchored_patterns(node: Any) -> Any:
     return node
 
 
-def _passes_schema(kind_name: str, obj: dict[str, Any]) -> bool:
+def _passes_schema(kind_name: str, obj: dict[str, Any], *, strictly: bool = False) -> bool:
     try:
-        _fast_schema(kind_name)(obj)
+        _fast_schema(kind_name, strictly=strictly)(obj)
     except fastjsonschema.JsonSchemaException:
         return False
     return True
+
+
+def _passes_strictly(kind_name: str, obj: dict[str, Any]) -> bool:
+    """The schema's verdict and no unknown field (as `_structure_errors` finds them), at once."""
+    return _passes_schema(kind_name, obj, strictly=True)
+
+
+def _without_unknown_fields(node: Any) -> Any:
+    """The schema with `additionalProperties: false` wherever the structure walk reports an
+    unknown field: objects with properties and no schema for other keys (which may still be
+    apiVersion, kind and metadata), followed as that walk follows them."""
+    if not isinstance(node, dict):
+        return node
+    copy = dict(node)
+    props = node.get("properties")
+    extra = node.get("additionalProperties")
+    if isinstance(props, dict):
+        copy["properties"] = {key: _without_unknown_fields(sub) for key, sub in props.items()}
+        if node.get("type") == "object" and not isinstance(extra, dict):
+            copy["properties"] = {**{key: {} for key in _OBJECT_KEYS}, **copy["properties"]}
+            copy["additionalProperties"] = False
+    if isinstance(extra, dict):
+        copy["additionalProperties"] = _without_unknown_fields(extra)
+    if isinstance(node.get("items"), dict):
+        copy["items"] = _without_unknown_fields(node["items"])
+    return copy
 
 
 def _schema_errors(schema: JsonSchema, obj: dict[str, Any]) -> Iterator[FieldError]:
@@ -302,24 +382,30 @@ def _clipped(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def _structure_errors(schema: JsonSchema, value: Any, path: str) -> list[FieldError]:
-    """Unknown fields (kubectl's strict field validation) and list-map / set uniqueness."""
+def _structure_errors(
+    schema: JsonSchema, value: Any, path: str, *, lists_only: bool = False
+) -> list[FieldError]:
+    """Unknown fields (kubectl's strict field validation) and list-map / set uniqueness;
+    `lists_only`: uniqueness alone, for an object known to have no unknown field."""
     errors: list[FieldError] = []
+    if lists_only and id(schema) in _nothing_below()[1]:
+        return errors
     if isinstance(value, dict) and schema.get("type") == "object":
         props = schema.get("properties")
         extra = schema.get("additionalProperties")
         for key, sub in value.items():
             child = f"{path}.{key}" if path else key
             if props is not None and key in props:
-                errors += _structure_errors(props[key], sub, child)
+                errors += _structure_errors(props[key], sub, child, lists_only=lists_only)
             elif isinstance(extra, dict):
-                errors += _structure_errors(extra, sub, child)
-            elif props is not None and key not in ("apiVersion", "kind", "metadata"):
+                errors += _structure_errors(extra, sub, child, lists_only=lists_only)
+            elif props is not None and key not in _OBJECT_KEYS:
                 errors.append(FieldError(child, "unknown field"))
     elif isinstance(value, list) and schema.get("type") == "array":
         items = schema.get("items", {})
-        for index, item in enumerate(value):
-            errors += _structure_errors(items, item, f"{path}[{index}]")
+        if not (lists_only and id(items) in _nothing_below()[1]):
+            for index, item in enumerate(value):
+                errors += _structure_errors(items, item, f"{path}[{index}]", lists_only=lists_only)
         errors += _uniqueness_errors(schema, value, path)
     return errors
 
@@ -332,18 +418,21 @@ def _uniqueness_errors(schema: JsonSchema, value: list[Any], path: str) -> list[
     for index, item in enumerate(value):
         if list_type == "map" and isinstance(item, dict):
             identity: Any = tuple(_hashable(item.get(key)) for key in keys)
-            shown = ", ".join(f'{key}="{cut(str(item.get(key)), 80)}"' for key in keys)
-            where = f"{path}[{index}].{keys[0]}" if len(keys) == 1 else f"{path}[{index}]"
         elif list_type == "set":
-            identity, shown, where = repr(item), _short(item), f"{path}[{index}]"
+            identity = repr(item)
         else:
             return errors
-        if identity in seen:
-            errors.append(
-                FieldError(where, f"Duplicate value: {shown} (already at index {seen[identity]})")
-            )
-        else:
+        if identity not in seen:
             seen[identity] = index
+            continue
+        if list_type == "map":
+            shown = ", ".join(f'{key}="{cut(str(item.get(key)), 80)}"' for key in keys)
+            where = f"{path}[{index}].{keys[0]}" if len(keys) == 1 else f"{path}[{index}]"
+        else:
+            shown, where = _short(item), f"{path}[{index}]"
+        errors.append(
+            FieldError(where, f"Duplicate value: {shown} (already at index {seen[identity]})")
+        )
     return errors
 
 
@@ -359,6 +448,8 @@ def _hashable(value: Any) -> Any:
 
 def _rule_errors(schema: JsonSchema, value: Any, path: str) -> list[FieldError]:
     errors: list[FieldError] = []
+    if id(schema) in _nothing_below()[0]:
+        return errors
     for rule in schema.get("x-kubernetes-validations", []):
         if not _native_or_cel(rule["rule"])(value):
             field = path + rule.get("fieldPath", "") if rule.get("fieldPath") else path

@@ -1,6 +1,7 @@
 """What makes `check` fast, against the references it replaces: the CRDs' CEL rules in Python
-(native_rules) against cel-python, and the schema compiled by fastjsonschema against
-jsonschema; same verdicts on generated objects, and every CRD rule has a counterpart."""
+(native_rules) against cel-python, the schema compiled by fastjsonschema against jsonschema,
+and the shortcuts of validation against its full walks; same verdicts on generated objects,
+and every CRD rule has a counterpart."""
 
 from __future__ import annotations
 
@@ -16,7 +17,11 @@ from servicegraph.cel_reference import rule_holds
 from servicegraph.crds import JsonSchema, object_schema
 from servicegraph.native_rules import native
 from servicegraph.validation import (
+    MAX_DEPTH,
     _passes_schema,
+    _passes_strictly,
+    _readable,
+    _schema,
     _schema_errors,
     _structure_errors,
     _unreadable,
@@ -204,26 +209,92 @@ def test_validate_gives_the_same_verdicts_as_before() -> None:
 # --- the schema's verdict, compiled -------------------------------------------------------
 
 
-@settings(max_examples=400, deadline=None)
-@given(
-    st.one_of(
-        field_fuzz.objects(),
+# Objects of both kinds, valid or not, some with fields the schema does not know.
+ANY_OBJECT = st.one_of(
+    field_fuzz.objects(),
+    service_dependencies(),
+    service_graphs(),
+    st.builds(
+        lambda obj, junk: {**obj, "spec": {**obj.get("spec", {}), **junk}},
         service_dependencies(),
-        service_graphs(),
-        st.builds(
-            lambda obj, junk: {**obj, "spec": {**obj.get("spec", {}), **junk}},
-            service_dependencies(),
-            st.dictionaries(
-                st.sampled_from(["team", "tier", "service", "dependsOn", "extra"]),
-                field_fuzz.anything | st.none() | st.booleans(),
-                max_size=2,
-            ),
+        st.dictionaries(
+            st.sampled_from(["team", "tier", "service", "dependsOn", "extra"]),
+            field_fuzz.anything | st.none() | st.booleans(),
+            max_size=2,
         ),
-    )
+    ),
 )
+
+
+@settings(max_examples=400, deadline=None)
+@given(ANY_OBJECT)
 def test_the_compiled_schema_gives_jsonschemas_verdict(obj: dict[str, Any]) -> None:
     """fastjsonschema decides; jsonschema, the reference, words the errors: they must agree."""
     assume(_unreadable(obj) is None)  # refused before the schema is asked
     kind = next(k for k in KINDS if k.kind == obj["kind"])
     with_errors = bool(list(_schema_errors(object_schema(kind), obj)))
     assert _passes_schema(kind.kind, obj) is not with_errors, obj
+
+
+# --- validation's shortcuts against its full walks ----------------------------------------
+
+
+@settings(max_examples=400, deadline=None)
+@given(ANY_OBJECT)
+def test_the_strict_verdict_is_the_schemas_and_the_unknown_fields(obj: dict[str, Any]) -> None:
+    """One compiled verdict stands for the schema's and the structure walk's unknown fields;
+    when it passes, the walk of the lists alone finds what the whole walk finds."""
+    assume(_unreadable(obj) is None)
+    schema = _schema(obj["kind"])
+    structure = _structure_errors(schema, obj, "")
+    unknown = [e for e in structure if e.message == "unknown field"]
+    clean = not list(_schema_errors(schema, obj)) and not unknown
+    assert _passes_strictly(obj["kind"], obj) is clean, (obj, unknown)
+    if clean:
+        assert _structure_errors(schema, obj, "", lists_only=True) == structure
+
+
+def test_the_walk_of_the_lists_finds_duplicates() -> None:
+    obj = {
+        "apiVersion": "graph.slo-engine.io/v1alpha1",
+        "kind": "ServiceDependency",
+        "metadata": {"name": "a", "namespace": "shop"},
+        "spec": {"dependsOn": [{"service": "b"}, {"service": "c"}, {"service": "b"}]},
+    }
+    assert _passes_strictly("ServiceDependency", obj)
+    (duplicate,) = _structure_errors(_schema("ServiceDependency"), obj, "", lists_only=True)
+    assert str(duplicate) == (
+        'spec.dependsOn[2].service: Duplicate value: service="b" (already at index 0)'
+    )
+
+
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.text(max_size=3),
+    st.integers(),
+    st.integers(min_value=2**63 - 2, max_value=2**63 + 1),
+    st.integers(min_value=-(2**63) - 1, max_value=-(2**63) + 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=2), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+def nested(value: Any, depth: int) -> Any:
+    for _ in range(depth):
+        value = {"x": [value]} if depth % 2 else [value]
+    return value
+
+
+@settings(max_examples=500, deadline=None)
+@given(VALUES, st.integers(0, MAX_DEPTH + 3))
+def test_the_quick_readability_check_agrees_with_the_full_walk(value: Any, depth: int) -> None:
+    """What YAML builds (dicts, lists, strings, numbers, booleans, null), nested near the limit."""
+    deep = nested(value, depth)
+    assert _readable(deep) is (_unreadable(deep) is None), deep
