@@ -49,10 +49,11 @@ from servicegraph.graph import (
     Observation,
     UnknownServiceError,
 )
+from servicegraph.manifest_yaml import ManifestError
 from servicegraph.manifests import (
-    ManifestError,
     ManifestSet,
     Problem,
+    available_cores,
     cluster_objects,
     load,
     parse_object,
@@ -75,6 +76,9 @@ def main(argv: Sequence[str] | None = None, *, plugin: bool = False) -> int:
         # collector would scan it again and again and free nothing (a quarter of a 10,000-
         # object check). The operator, which runs for a year, keeps it.
         gc.disable()
+        # libyaml reads up to 1,000 levels of nesting, and building a level takes two Python
+        # frames: room for that, so that admission, not the stack, says what is too deep.
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), 2500))
     try:
         return int(args.command(args))
     except (CliError, ManifestError, snapshot.SnapshotError, pictures.ExportError) as exc:
@@ -418,7 +422,7 @@ def _graph_source(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_valid(paths: Sequence[str]) -> ManifestSet:
-    manifests = load(paths)
+    manifests = load(paths, workers=available_cores())
     if manifests.problems:
         raise CliError(
             f"{len(manifests.problems)} invalid manifest field(s), first: {manifests.problems[0]}"
@@ -595,7 +599,7 @@ MAX_PROBLEMS_PER_FILE = 10
 
 
 def _check(args: argparse.Namespace) -> int:
-    manifests = load(args.paths)
+    manifests = load(args.paths, workers=available_cores())
     if manifests.problems:
         _print_problems(manifests.problems)
         return EXIT_INVALID

@@ -35,7 +35,8 @@ from servicegraph.graph import (
     SourceKind,
 )
 from servicegraph.graph import analyse as analyse_graph
-from servicegraph.manifests import MAX_FILE_BYTES, ManifestError, load
+from servicegraph.manifest_yaml import MAX_FILE_BYTES, ManifestError
+from servicegraph.manifests import load
 from servicegraph.validation import FieldError, validate
 from tests.unit.test_export import parse_dot, parse_mermaid
 

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from servicegraph.manifests import _load_all, _ManifestLoader
+from servicegraph.manifest_yaml import _load_all, _ManifestLoader
 
 KEYS = st.one_of(st.text(max_size=8), st.integers(-5, 5), st.booleans(), st.none(), st.floats(0, 2))
 VALUES = st.recursive(
