@@ -21,7 +21,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 SVG_TIMEOUT_SECONDS = 60.0
@@ -108,7 +108,7 @@ def to_dot(doc: Mapping[str, Any]) -> str:
         f'  edge [fontname=Helvetica, fontsize=10, color="{_INK}", penwidth=2];',
     ]
     for node in doc["nodes"]:
-        attributes = _dot_node_attributes(node)
+        attributes = {**_dot_node_attributes(node), "tooltip": _tooltip(node)}
         lines.append(f"  {_dot_id(node['name'])} [{_dot_attribute_list(attributes)}];")
     looks = list(edge_looks(doc))
     for edge, look in looks:
@@ -158,7 +158,6 @@ def _dot_node_attributes(node: Mapping[str, Any]) -> dict[str, str]:
         attributes["fillcolor"] = colour
     if node["inCycle"]:
         attributes["color"] = attributes["fontcolor"] = "red"
-    attributes["tooltip"] = _tooltip(node)
     return attributes
 
 
@@ -190,9 +189,10 @@ def _dot_edge_attributes(look: EdgeLook) -> dict[str, str]:
 
 
 def _dot_legend(nodes: list[Mapping[str, Any]], looks: list[EdgeLook]) -> list[str]:
-    """A box, right of the graph, explaining each look the picture uses (and only those)."""
-    samples = [*_node_samples(nodes), *_edge_samples(looks)]
-    if not samples:
+    """A box, right of the graph, explaining each look the picture uses (and only those), each
+    sample drawn as the graph's own nodes and edges are."""
+    node_samples, edge_samples = list(_node_samples(nodes)), list(_edge_samples(looks))
+    if not node_samples and not edge_samples:
         return []
     prefix = "legend "
     while any(node["name"].startswith(prefix) for node in nodes):
@@ -201,52 +201,77 @@ def _dot_legend(nodes: list[Mapping[str, Any]], looks: list[EdgeLook]) -> list[s
         '  subgraph "cluster legend" {',
         f'    graph [label="Legend", fontsize=12, style=rounded, color="{_INK}"];',
     ]
-    for i, (kind, text, attributes) in enumerate(samples):
-        if kind == "node":
-            node = {**attributes, "label": text, "tooltip": text}
-            lines.append(f"    {_dot_id(f'{prefix}{i}')} [{_dot_attribute_list(node)}];")
-        else:  # an edge between two points, labelled
-            ends = [f"{prefix}{i} from", f"{prefix}{i} to"]
-            for end in ends:
-                lines.append(f'    {_dot_id(end)} [shape=point, width=0.05, label=""];')
-            edge = {**attributes, "label": text}
-            lines.append(
-                f"    {_dot_id(ends[0])} -> {_dot_id(ends[1])} [{_dot_attribute_list(edge)}];"
-            )
+    for i, sample in enumerate(node_samples):
+        text = sample["name"]
+        attributes = {**_dot_node_attributes(sample), "label": text, "tooltip": text}
+        lines.append(f"    {_dot_id(f'{prefix}{i}')} [{_dot_attribute_list(attributes)}];")
+    for i, look in enumerate(edge_samples, start=len(node_samples)):
+        # an edge between two points, labelled
+        ends = [f"{prefix}{i} from", f"{prefix}{i} to"]
+        for end in ends:
+            lines.append(f'    {_dot_id(end)} [shape=point, width=0.05, label=""];')
+        attributes = _dot_edge_attributes(look)
+        lines.append(
+            f"    {_dot_id(ends[0])} -> {_dot_id(ends[1])} [{_dot_attribute_list(attributes)}];"
+        )
     lines.append("  }")
     return lines
 
 
-def _node_samples(nodes: list[Mapping[str, Any]]) -> Iterable[tuple[str, str, dict[str, str]]]:
+def _node_samples(nodes: list[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
+    """A node, named by what it shows, for each look of node the picture uses."""
     tiers = {node["tier"] for node in nodes}
-    for tier, colour in TIER_COLOURS.items():
+    for tier in TIER_COLOURS:
         if tier in tiers:
-            yield "node", f"tier {tier}", {"fillcolor": colour}
+            yield _sample_node(f"tier {tier}", tier=tier)
     if any(not node["declared"] and node["role"] == "service" for node in nodes):
-        yield "node", "not declared", {"style": "rounded,dashed,filled"}
+        yield _sample_node("not declared", declared=False)
     if any(node["role"] == "database" for node in nodes):
-        yield "node", "database", {"shape": "cylinder", "style": "filled"}
+        yield _sample_node("database", role="database")
     if any(node["role"] == "virtual" for node in nodes):
-        yield "node", "outside the graph", {"shape": "ellipse", "style": "dashed,filled"}
+        yield _sample_node("outside the graph", role="virtual")
     if any(node["inCycle"] for node in nodes):
-        yield "node", "in a cycle", {"color": "red", "fontcolor": "red"}
+        yield _sample_node("in a cycle", in_cycle=True)
 
 
-def _edge_samples(looks: list[EdgeLook]) -> Iterable[tuple[str, str, dict[str, str]]]:
+def _sample_node(
+    name: str,
+    *,
+    declared: bool = True,
+    role: str = "service",
+    tier: str | None = None,
+    in_cycle: bool = False,
+) -> Mapping[str, Any]:
+    return {"name": name, "declared": declared, "role": role, "tier": tier, "inCycle": in_cycle}
+
+
+_PLAIN_EDGE = EdgeLook(
+    stale=False,
+    undeclared=False,
+    unobserved=False,
+    in_cycle=False,
+    soft=False,
+    asynchronous=False,
+    label="",
+)
+
+
+def _edge_samples(looks: list[EdgeLook]) -> Iterable[EdgeLook]:
+    """An edge, labelled with what it shows, for each look of edge the picture uses."""
     if any(not look.soft for look in looks):
-        yield "edge", "hard: fails when its callee fails", {}
+        yield replace(_PLAIN_EDGE, label="hard: fails when its callee fails")
     if any(look.soft for look in looks):
-        yield "edge", "soft or degraded", {"penwidth": "1"}
+        yield replace(_PLAIN_EDGE, soft=True, label="soft or degraded")
     if any(look.asynchronous for look in looks):
-        yield "edge", "async", {"arrowhead": "empty"}
+        yield replace(_PLAIN_EDGE, asynchronous=True, label="async")
     if any(look.undeclared for look in looks):
-        yield "edge", "observed, not declared", {"style": "dashed", "color": "orange"}
+        yield replace(_PLAIN_EDGE, undeclared=True, label="observed, not declared")
     if any(look.unobserved and not look.stale for look in looks):
-        yield "edge", "declared, not observed", {"style": "dotted"}
+        yield replace(_PLAIN_EDGE, unobserved=True, label="declared, not observed")
     if any(look.stale for look in looks):
-        yield "edge", "stale: not seen lately", {"style": "dashed", "color": "grey"}
+        yield replace(_PLAIN_EDGE, stale=True, label="stale: not seen lately")
     if any(look.in_cycle for look in looks):
-        yield "edge", "in a cycle", {"color": "red"}
+        yield replace(_PLAIN_EDGE, in_cycle=True, label="in a cycle")
 
 
 # --- Mermaid ------------------------------------------------------------------------------
@@ -256,17 +281,12 @@ def to_mermaid(doc: Mapping[str, Any]) -> str:
     """A Mermaid flowchart; nodes are n0, n1, ... with the service names as quoted labels."""
     ids = {node["name"]: f"n{i}" for i, node in enumerate(doc["nodes"])}
     lines = ["flowchart LR"]
-    classes: dict[str, list[str]] = {"placeholder": [], "cycle": []}
-    classes |= {f"tier-{tier}": [] for tier in TIER_COLOURS}
+    classes: dict[str, list[str]] = {name: [] for name in _MERMAID_CLASSES}
     for node in doc["nodes"]:
         node_id, label = ids[node["name"]], _mermaid_text(node["name"])
         lines.append(f"  {node_id}{_mermaid_shape(node['role'], label)}")
-        if not node["declared"]:
-            classes["placeholder"].append(node_id)
-        if node["inCycle"]:
-            classes["cycle"].append(node_id)
-        if node["tier"] in TIER_COLOURS:
-            classes[f"tier-{node['tier']}"].append(node_id)
+        for name in _mermaid_classes(node):
+            classes[name].append(node_id)
 
     link_styles: dict[str, list[int]] = {}
     looks = list(edge_looks(doc))
@@ -278,17 +298,30 @@ def to_mermaid(doc: Mapping[str, Any]) -> str:
             link_styles.setdefault(style, []).append(i)
     lines += _mermaid_legend(doc["nodes"], [look for _, look in looks], len(looks), link_styles)
 
-    lines += [
-        "  classDef placeholder stroke-dasharray:5 5",
-        "  classDef cycle stroke:red,color:red",
-        *(f"  classDef tier-{tier} fill:{colour}" for tier, colour in TIER_COLOURS.items()),
-    ]
+    lines += [f"  classDef {name} {style}" for name, style in _MERMAID_CLASSES.items()]
     lines += [f"  class {','.join(members)} {name}" for name, members in classes.items() if members]
     lines += [
         f"  linkStyle {','.join(map(str, indexes))} {style}"
         for style, indexes in link_styles.items()
     ]
     return "\n".join(lines) + "\n"
+
+
+# The classes of the graph's nodes and their styles; legend nodes take the same styles inline.
+_MERMAID_CLASSES = {
+    "placeholder": "stroke-dasharray:5 5",
+    "cycle": "stroke:red,color:red",
+    **{f"tier-{tier}": f"fill:{colour}" for tier, colour in TIER_COLOURS.items()},
+}
+
+
+def _mermaid_classes(node: Mapping[str, Any]) -> list[str]:
+    names = [] if node["declared"] else ["placeholder"]
+    if node["inCycle"]:
+        names.append("cycle")
+    if node["tier"] in TIER_COLOURS:
+        names.append(f"tier-{node['tier']}")
+    return names
 
 
 def _mermaid_shape(role: str, label: str) -> str:
@@ -337,42 +370,18 @@ def _mermaid_legend(
     if not node_samples and not edge_samples:
         return []
     lines = ['  subgraph legend["Legend"]']
-    for i, (_, text, attributes) in enumerate(node_samples):
-        shape = _mermaid_shape(_LEGEND_ROLES.get(text, "service"), _mermaid_text(text))
-        lines.append(f"    l{i}{shape}")
-        style = _mermaid_node_style(attributes)
+    for i, sample in enumerate(node_samples):
+        lines.append(f"    l{i}{_mermaid_shape(sample['role'], _mermaid_text(sample['name']))}")
+        style = ",".join(_MERMAID_CLASSES[name] for name in _mermaid_classes(sample))
         if style:
             lines.append(f"    style l{i} {style}")
-    sample_looks = {
-        "hard: fails when its callee fails": ("==>", ""),
-        "soft or degraded": ("-->", ""),
-        "async": ("--o", ""),
-        "observed, not declared": ("-.->", "stroke:orange"),
-        "declared, not observed": ("-.->", "stroke-dasharray:1 4"),
-        "stale: not seen lately": ("-.->", "stroke:grey"),
-        "in a cycle": ("==>", "stroke:red"),
-    }
-    for i, (_, text, _) in enumerate(edge_samples):
-        arrow, style = sample_looks[text]
-        lines.append(f'    e{i}a(( )) {arrow}|"{_mermaid_text(text)}"| e{i}b(( ))')
+    for i, look in enumerate(edge_samples):
+        lines.append(f"    e{i}a(( )) {_mermaid_arrow(look)} e{i}b(( ))")
+        style = _mermaid_link_style(look)
         if style:
             link_styles.setdefault(style, []).append(first_link + i)
     lines.append("  end")
     return lines
-
-
-_LEGEND_ROLES = {"database": "database", "outside the graph": "virtual"}
-
-
-def _mermaid_node_style(attributes: Mapping[str, str]) -> str:
-    styles = []
-    if "fillcolor" in attributes:
-        styles.append(f"fill:{attributes['fillcolor']}")
-    if "dashed" in attributes.get("style", "") and "shape" not in attributes:
-        styles.append("stroke-dasharray:5 5")
-    if attributes.get("color") == "red":
-        styles.append("stroke:red,color:red")
-    return ",".join(styles)
 
 
 # Control characters would end a line in either format; they become spaces.
