@@ -46,8 +46,9 @@ def test_operator_benchmark_coalesces_a_burst() -> None:
     recomputations, status_writes = int(coalesced[6]), int(coalesced[7])
     assert recomputations <= 5 and status_writes <= 5, coalesced
     # Without coalescing the loop recomputes at every wake-up: one per event on a quiet machine,
-    # fewer when events arrive during a recomputation (200 events gave 10 on a busy CI run).
-    assert int(naive[6]) >= 5 * recomputations, naive
+    # far fewer when events pile up during a recomputation (200 events gave 4 on a loaded CI
+    # run), so only "more than coalesced" holds everywhere.
+    assert int(naive[6]) > recomputations, naive
     assert re.search(r"naive/coalesced recomputations \d+x", out)
 
 
