@@ -4,6 +4,7 @@ same error."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +12,13 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from servicegraph.manifest_yaml import _load_all, _ManifestLoader
+from servicegraph.manifest_yaml import (
+    MAX_FILE_BYTES,
+    ManifestError,
+    _load_all,
+    _ManifestLoader,
+    read_text,
+)
 
 KEYS = st.one_of(st.text(max_size=8), st.integers(-5, 5), st.booleans(), st.none(), st.floats(0, 2))
 VALUES = st.recursive(
@@ -84,3 +91,41 @@ def test_any_document_reads_as_the_general_constructor_reads_it(
 ) -> None:
     text = yaml.safe_dump_all([value, {"next": value}], default_flow_style=flow)
     assert outcome(_load_all, text) == outcome(general, text)
+
+
+# Scalars that resolve to each tag YAML 1.1 knows, and some that nearly do.
+SCALARS = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["", "~", "null", "yes", "No", "on", "0x1F", "1_000", "1:20", ".5", "-.inf",
+                     ".NaN", "2026-01-01", "2026-01-01T10:00:00Z", "<<", "=", "+1", "0o17"]),
+)  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(SCALARS, st.tuples(st.booleans(), st.booleans()))
+def test_a_scalar_resolves_as_pyyaml_resolves_it_cached_or_not(
+    value: str, implicit: tuple[bool, bool]
+) -> None:
+    expected = yaml.resolver.Resolver().resolve(yaml.ScalarNode, value, implicit)
+    loader = _ManifestLoader("")
+    try:
+        assert loader.resolve(yaml.ScalarNode, value, implicit) == expected
+        assert loader.resolve(yaml.ScalarNode, value, implicit) == expected  # from the cache
+    finally:
+        loader.dispose()
+
+
+def test_a_file_is_read_whole_up_to_the_cap_and_refused_past_it(tmp_path: Path) -> None:
+    """Read in growing pieces, a file at the cap comes back whole, byte for byte."""
+    line = "# a manifest line of sixty-four bytes, no more and no less....\n"
+    text = line * (MAX_FILE_BYTES // len(line)) + "#" * (MAX_FILE_BYTES % len(line))
+    at_cap = tmp_path / "at-cap.yaml"
+    at_cap.write_text(text, encoding="utf-8")
+    assert read_text(at_cap) == text
+    past_cap = tmp_path / "past-cap.yaml"
+    past_cap.write_text(text + "#", encoding="utf-8")
+    with pytest.raises(ManifestError, match="MiB is more than the 16 MiB"):
+        read_text(past_cap)
+    small = tmp_path / "small.yaml"
+    small.write_text("kind: List\n", encoding="utf-8")
+    assert read_text(small) == "kind: List\n"
