@@ -6,6 +6,9 @@
                                 from Debian's packages by debootstrap (root), the Python
                                 packages built into wheels on this machine first
     python scripts/image.py --offline --tag localhost/servicegraph-operator:dev
+    make image CONTAINER_ENGINE=docker
+                                with docker even where podman is installed (`kind load
+                                docker-image` reads docker's images)
 
 Prints the image's name when done. The offline base (`localhost/servicegraph-base:bookworm`)
 is made once and reused; it holds Debian's python3 (3.11, as the public base) and nothing else:
@@ -15,6 +18,7 @@ no documentation, locales or package lists.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -44,17 +48,25 @@ class ImageError(Exception):
     pass
 
 
-def engine_command() -> list[str]:
-    """podman (preferred: it needs no daemon) or docker, with the options this host needs.
+ENGINES = ("podman", "docker")
+
+
+def engine_command(name: str | None = None) -> list[str]:
+    """The engine `name`, else podman (preferred: it needs no daemon) or docker, with the
+    options this host needs.
 
     podman runs through runc with cgroupfs: crun refuses hosts whose cgroups are in hybrid mode,
     and the systemd cgroup manager needs a systemd session a CI job may not have."""
-    if podman := shutil.which("podman"):
-        return [podman, "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
-    if docker := shutil.which("docker"):
-        return [docker]
+    for candidate in ENGINES if name is None else (name,):
+        found = shutil.which(candidate)
+        if found and candidate == "podman":
+            return [found, "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
+        if found:
+            return [found]
     raise ImageError(
-        "neither podman nor docker is installed (make system-packages installs podman)"
+        f"{name} is not installed"
+        if name
+        else "neither podman nor docker is installed (make system-packages installs podman)"
     )
 
 
@@ -121,8 +133,8 @@ def host_wheels() -> Path:
     return WHEELS
 
 
-def build(tag: str, offline: bool) -> str:
-    engine = engine_command()
+def build(tag: str, offline: bool, engine_name: str | None = None) -> str:
+    engine = engine_command(engine_name)
     command = [*engine, "build", "--tag", tag, "--build-arg", f"VERSION={VERSION}"]
     if offline:
         if not is_podman(engine):
@@ -151,9 +163,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="base made by debootstrap and wheels built here: no registry, no index in the build",
     )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=os.environ.get("CONTAINER_ENGINE") or None,
+        help="default: $CONTAINER_ENGINE, else podman when installed, else docker",
+    )
     args = parser.parse_args(argv)
     try:
-        print(build(args.tag, args.offline))
+        print(build(args.tag, args.offline, args.engine))
     except ImageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
