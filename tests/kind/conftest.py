@@ -6,8 +6,10 @@ Where the cluster comes from, in this order:
    context). The suite creates CRDs, one namespace and a few cluster-scoped RBAC objects
    (all named servicegraph-test-*) and removes what it created, but the CRDs.
 2. pytest-kind installed (`pip install -e ".[kind]"`) and a container engine answering
-   `docker info`: a kind cluster, created for the session and deleted after it (kept when
-   SERVICEGRAPH_KEEP_CLUSTER=1).
+   `docker info`: a kind cluster of kind KIND_VERSION (or $KIND_VERSION) on node image
+   KIND_NODE_IMAGE (or $SERVICEGRAPH_KIND_NODE_IMAGE), created for the session and deleted
+   after it (kept when SERVICEGRAPH_KEEP_CLUSTER=1). With CI=true and pytest-kind installed,
+   a container engine that does not answer fails the suite instead of skipping it.
 
 A cluster is never taken from $KUBECONFIG alone: the suite must not land on whatever cluster a
 shell happens to point at.
@@ -15,6 +17,7 @@ shell happens to point at.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import shutil
@@ -23,6 +26,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,9 +34,15 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.support.binaries import in_ci  # noqa: E402
 from tests.support.kubectl import Kubectl  # noqa: E402
 
-KIND_VERSION = "v0.27.0"
+# The kind release and the node image it was released with (pkg/apis/config/defaults/image.go
+# at its tag); .github/workflows/ci.yml passes the same, a test keeps them equal.
+KIND_VERSION = "v0.32.0"
+KIND_NODE_IMAGE = (
+    "kindest/node:v1.36.1@sha256:3489c7674813ba5d8b1a9977baea8a6e553784dab7b84759d1014dbd78f7ebd5"
+)
 
 
 def container_engine_problem() -> str | None:
@@ -50,11 +60,18 @@ def container_engine_problem() -> str | None:
     return None
 
 
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    kubeconfig: Path
+    # pytest_kind.KindCluster when the suite made the cluster, None for a named one.
+    kind: Any | None
+
+
 @pytest.fixture(scope="session")
-def cluster_kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def cluster() -> Iterator[Cluster]:
     named = os.environ.get("SERVICEGRAPH_TEST_KUBECONFIG")
     if named:
-        yield Path(named)
+        yield Cluster(Path(named), kind=None)
         return
     if importlib.util.find_spec("pytest_kind") is None:
         pytest.skip(
@@ -63,24 +80,37 @@ def cluster_kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
         )
     problem = container_engine_problem()
     if problem is not None:
-        pytest.skip(f"no real cluster: pytest-kind needs a container engine ({problem})")
-    # pytest-kind downloads the kind release KIND_VERSION names (its own default, v0.17, starts
-    # Kubernetes 1.25, older than the 1.28 our CRD rules need); this one's default node is 1.32.
-    os.environ.setdefault("KIND_VERSION", KIND_VERSION)
-    from pytest_kind import KindCluster  # type: ignore[import-not-found]
+        reason = f"no real cluster: pytest-kind needs a container engine ({problem})"
+        if in_ci():
+            pytest.fail(f"{reason} [CI=true with pytest-kind installed: the suite must run]")
+        pytest.skip(reason)
+    import pytest_kind.cluster  # type: ignore[import-not-found]
 
-    kind = KindCluster("servicegraph-test")
+    # pytest-kind reads $KIND_VERSION when pytest loads it as a plugin, before any fixture runs,
+    # and downloads the release its module names (its own default, v0.17, starts Kubernetes
+    # 1.25, older than the 1.28 our CRD rules need).
+    pytest_kind.cluster.KIND_VERSION = os.environ.get("KIND_VERSION", KIND_VERSION)
+    kind = pytest_kind.cluster.KindCluster(
+        "servicegraph-test",
+        image=os.environ.get("SERVICEGRAPH_KIND_NODE_IMAGE", KIND_NODE_IMAGE),
+    )
     kind.create()
     try:
-        yield Path(kind.kubeconfig_path)
+        yield Cluster(Path(kind.kubeconfig_path), kind)
     finally:
         if not os.environ.get("SERVICEGRAPH_KEEP_CLUSTER"):
             kind.delete()
 
 
 @pytest.fixture(scope="session")
-def kubectl(cluster_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    return Kubectl(cluster_kubeconfig, tmp_path_factory.mktemp("kubectl-cache"), timeout=120)
+def kubectl(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
+    return Kubectl(cluster.kubeconfig, tmp_path_factory.mktemp("kubectl-cache"), timeout=120)
+
+
+@pytest.fixture(scope="session")
+def crds(kubectl: Kubectl) -> None:
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
 
 
 @pytest.fixture(scope="session")

@@ -32,12 +32,6 @@ READY = '{.status.conditions[?(@.type=="Ready")].status}'
 
 
 @pytest.fixture(scope="session")
-def crds(kubectl: Kubectl) -> None:
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
-
-
-@pytest.fixture(scope="session")
 def operator(
     kubectl: Kubectl, crds: None, test_namespace: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[subprocess.Popen[bytes]]:
