@@ -1,12 +1,13 @@
-"""Every `servicegraph`, `kubectl servicegraph` and `make` command in the README's code blocks,
-run as written: from a folder holding the repository's manifests, charts and CRDs (plus the
-files the examples name as the reader's own: `k8s/`, `bad/`, `graph.json`, `./chart`,
-`catalog-info.yaml`), with the kubeconfig of an API where the operator keeps Online Boutique's
-graph, and a real Prometheus wherever an example names one. A new example in the README is a
-new test here.
+"""Every `servicegraph`, `kubectl servicegraph` and `make` command in the code blocks of the
+README and of the guides in docs/ (README.md and docs/*.md; a file without code blocks, such as
+the generated API reference, has none), run as written: from a folder holding the repository's
+manifests, charts and CRDs (plus the files the examples name as the reader's own: `k8s/`,
+`bad/`, `graph.json`, `./chart`, `catalog-info.yaml`), with the kubeconfig of an API where the
+operator keeps Online Boutique's graph, and a real Prometheus wherever an example names one. A
+new example in any of them is a new test here, named by its file and line.
 
-Where the README shows a session (`$ command`, then what it prints), the first line printed
-must be the README's, and `$ echo $?` after it is the exit code expected. Python examples run
+Where a document shows a session (`$ command`, then what it prints), the first line printed
+must be the document's, and `$ echo $?` after it is the exit code expected. Python examples run
 in the same folder.
 """
 
@@ -38,7 +39,8 @@ from tests.support.real_manifests import real_manifest
 
 pytestmark = pytest.mark.e2e
 
-README = ROOT / "README.md"
+# The documents whose examples run: the README, then the guides.
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 VENV_BIN = Path(sys.executable).parent
 TOOLS_BIN = ROOT / ".tools" / "bin"
 # The addresses the examples give Prometheus; the test's own server answers instead.
@@ -58,6 +60,7 @@ DRY_RUN = {"make test"}
 
 @dataclass(frozen=True)
 class Example:
+    document: str  # relative to the repository: README.md, docs/cli.md
     line: int
     command: str
     first_output_line: str | None = None
@@ -65,22 +68,24 @@ class Example:
 
 
 def examples() -> list[Example]:
-    """Commands of ours in the README's code blocks: in `sh` blocks every command line (with
+    """Commands of ours in the documents' code blocks: in `sh` blocks every command line (with
     its continuations, without its comment); in other blocks the `$ ` lines of a session."""
-    text = README.read_text(encoding="utf-8")
     found: list[Example] = []
-    for block in re.finditer(r"^```(\w*)\n(.*?)^```", text, re.S | re.M):
-        language, body = block.groups()
-        first_line = text.count("\n", 0, block.start(2)) + 1
-        lines = body.splitlines()
-        if language == "sh":
-            found += _script(lines, first_line)
-        else:
-            found += _session(lines, first_line)
+    for document in DOCUMENTS:
+        name = document.relative_to(ROOT).as_posix()
+        text = document.read_text(encoding="utf-8")
+        for block in re.finditer(r"^```(\w*)\n(.*?)^```", text, re.S | re.M):
+            language, body = block.groups()
+            first_line = text.count("\n", 0, block.start(2)) + 1
+            lines = body.splitlines()
+            if language == "sh":
+                found += _script(name, lines, first_line)
+            else:
+                found += _session(name, lines, first_line)
     return [example for example in found if _ours(example.command)]
 
 
-def _script(lines: list[str], first_line: int) -> Iterator[Example]:
+def _script(document: str, lines: list[str], first_line: int) -> Iterator[Example]:
     command, start = "", 0
     for number, line in enumerate(lines, first_line):
         if not command:
@@ -90,11 +95,11 @@ def _script(lines: list[str], first_line: int) -> Iterator[Example]:
             continue
         command = re.sub(r"\s+#.*$", "", command).strip()
         if command and not command.startswith("#"):
-            yield Example(start, command)
+            yield Example(document, start, command)
         command = ""
 
 
-def _session(lines: list[str], first_line: int) -> Iterator[Example]:
+def _session(document: str, lines: list[str], first_line: int) -> Iterator[Example]:
     sessions: list[tuple[int, str, list[str]]] = []
     for number, line in enumerate(lines, first_line):
         if line.startswith("$ "):
@@ -106,7 +111,7 @@ def _session(lines: list[str], first_line: int) -> Iterator[Example]:
             continue
         following = sessions[index + 1] if index + 1 < len(sessions) else None
         exit_code = int(following[2][0]) if following and following[1] == "echo $?" else 0
-        yield Example(number, command, output[0] if output else None, exit_code)
+        yield Example(document, number, command, output[0] if output else None, exit_code)
 
 
 def _ours(command: str) -> bool:
@@ -118,7 +123,7 @@ def _ours(command: str) -> bool:
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prometheus scraping Online Boutique's calls as OpenTelemetry reports them."""
-    require_binary("prometheus", "the README's examples poll a real Prometheus")
+    require_binary("prometheus", "the documents' examples poll a real Prometheus")
     edges = boutique_edges()
     with ServiceGraphExporter(edges) as exporter:
         server = PrometheusServer(tmp_path_factory.mktemp("prometheus"), [exporter.target])
@@ -163,8 +168,10 @@ def environment(api: Api) -> dict[str, str]:
     return {**api.env(), "PATH": path, "SERVICEGRAPH_METRICS_PORT": str(free_port())}
 
 
-@pytest.mark.parametrize("example", examples(), ids=lambda e: f"line {e.line}: {e.command}")
-def test_readme_example_runs_as_written(
+@pytest.mark.parametrize(
+    "example", examples(), ids=lambda e: f"{e.document} line {e.line}: {e.command}"
+)
+def test_documented_example_runs_as_written(
     example: Example, request: pytest.FixtureRequest, reader_folder: Path
 ) -> None:
     command = example.command
@@ -188,7 +195,7 @@ def test_readme_example_runs_as_written(
     )
     expected = EXPECTED_EXIT.get(example.command, example.exit_code)
     assert done.returncode == expected, (
-        f"README line {example.line}: `{command}` exited {done.returncode}:\n"
+        f"{example.document} line {example.line}: `{command}` exited {done.returncode}:\n"
         f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     )
     if example.first_output_line is not None:
@@ -196,16 +203,30 @@ def test_readme_example_runs_as_written(
         assert printed and printed[0].split() == example.first_output_line.split()
 
 
-def python_examples() -> list[tuple[int, str]]:
-    text = README.read_text(encoding="utf-8")
-    return [
-        (text.count("\n", 0, block.start(1)) + 1, block[1])
-        for block in re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M)
-    ]
+def python_examples() -> list[tuple[str, int, str]]:
+    """(document, line, code) of every `python` block of the documents."""
+    found = []
+    for document in DOCUMENTS:
+        text = document.read_text(encoding="utf-8")
+        found += [
+            (
+                document.relative_to(ROOT).as_posix(),
+                text.count("\n", 0, block.start(1)) + 1,
+                block[1],
+            )
+            for block in re.finditer(r"^```python\n(.*?)^```", text, re.S | re.M)
+        ]
+    return found
 
 
-@pytest.mark.parametrize(("line", "code"), python_examples(), ids=lambda v: str(v)[:10])
-def test_readme_python_runs_as_written(line: int, code: str, reader_folder: Path) -> None:
+@pytest.mark.parametrize(
+    ("document", "line", "code"),
+    python_examples(),
+    ids=[f"{document} line {line}" for document, line, _ in python_examples()],
+)
+def test_documented_python_runs_as_written(
+    document: str, line: int, code: str, reader_folder: Path
+) -> None:
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=reader_folder,
@@ -214,8 +235,8 @@ def test_readme_python_runs_as_written(line: int, code: str, reader_folder: Path
         timeout=60,
         check=False,
     )
-    assert done.returncode == 0, f"README line {line}:\n{done.stderr[-3000:]}"
-    assert done.stdout, f"README line {line} printed nothing"
+    assert done.returncode == 0, f"{document} line {line}:\n{done.stderr[-3000:]}"
+    assert done.stdout, f"{document} line {line} printed nothing"
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The Helm chart: lint, render every mode, validate every rendered object against the
 Kubernetes API schemas (kubernetes-validate, strict: unknown fields fail), and keep the chart's
-copies of the CRDs, its values schema and the README's values table honest."""
+copies of the CRDs, its values schema and the values table of docs/installing.md honest."""
 
 from __future__ import annotations
 
@@ -155,16 +155,15 @@ FREE_FORM = re.compile(
 )
 
 
-def test_readme_documents_every_value() -> None:
-    """The README's values table ("Installing", "Values") has a row for every value, and no
-    row for a value that is gone."""
-    readme = (ROOT / "README.md").read_text()
-    installing = readme.split("\n## Installing\n", 1)[1].split("\n## ", 1)[0]
-    section = installing.split("\n### Values\n", 1)[1].split("\n### ", 1)[0]
+def test_installing_guide_documents_every_value() -> None:
+    """The values table of docs/installing.md ("Values") has a row for every value, and no row
+    for a value that is gone."""
+    guide = (ROOT / "docs" / "installing.md").read_text()
+    section = guide.split("\n## Values\n", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `([A-Za-z0-9_.\[\]]+)` \|", section, re.MULTILINE))
     values = set(leaves(yaml.safe_load((CHART / "values.yaml").read_text())))
-    assert values - documented == set(), "values missing from the README table"
-    assert documented - values == set(), "README rows of values that do not exist"
+    assert values - documented == set(), "values missing from the table in docs/installing.md"
+    assert documented - values == set(), "rows in docs/installing.md of values that do not exist"
 
 
 def test_dashboard_is_shipped_when_asked() -> None:

@@ -1,6 +1,6 @@
 """Least privilege, both ways: the chart grants exactly the rules below (a change to them must
-change this test and the README's RBAC section), and the real operator, run against an API
-server that logs every request, asks for nothing those rules do not grant."""
+change this test and the "RBAC" section of docs/installing.md), and the real operator, run
+against an API server that logs every request, asks for nothing those rules do not grant."""
 
 from __future__ import annotations
 
