@@ -12,17 +12,7 @@ import yaml
 
 from servicegraph.manifest_yaml import ManifestError, split_documents
 from servicegraph.manifests import ManifestSet, _pieces, load
-
-API = "graph.slo-engine.io/v1alpha1"
-
-
-def sdep(name: str, *targets: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API,
-        "kind": "ServiceDependency",
-        "metadata": {"name": name, "namespace": "shop"},
-        "spec": {"dependsOn": [{"service": t} for t in targets], **spec},
-    }
+from tests.unit.test_cli import API, sdep
 
 
 def mixed(count: int) -> list[dict[str, Any]]:
