@@ -58,11 +58,9 @@ def engine_command(name: str | None = None) -> list[str]:
     podman runs through runc with cgroupfs: crun refuses hosts whose cgroups are in hybrid mode,
     and the systemd cgroup manager needs a systemd session a CI job may not have."""
     for candidate in ENGINES if name is None else (name,):
-        found = shutil.which(candidate)
-        if found and candidate == "podman":
-            return [found, "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
-        if found:
-            return [found]
+        if found := shutil.which(candidate):
+            podman_options = ["--runtime", "runc", "--cgroup-manager", "cgroupfs"]
+            return [found, *(podman_options if candidate == "podman" else [])]
     raise ImageError(
         f"{name} is not installed"
         if name
