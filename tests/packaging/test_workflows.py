@@ -1,12 +1,13 @@
-"""The GitHub Actions workflows (.github/workflows/): each validates against the workflow schema
-that check-jsonschema vendors, and says what the project needs, which no linter knows: the test
-job runs the command the README and .ci/run give, every `make TARGET` is a Makefile target, the
-kind job creates the cluster tests/kind/conftest.py pins, every action is pinned, every job has a
-timeout and the token reads only.
+"""The GitHub Actions workflows (.github/workflows/): each passes actionlint and validates against
+the workflow schema that check-jsonschema vendors, and says what the project needs, which no
+linter knows: the test job runs the command the README and .ci/run give, every `make TARGET` is a
+Makefile target, the kind job creates the cluster tests/kind/conftest.py pins, every action is
+pinned, every job has a timeout and the token reads only.
 
-actionlint (expressions, action inputs, shellcheck on run steps) runs in the workflow's own
-actionlint job: its wheel is not installable everywhere this suite runs, and with CI=true a
-missing program may not skip.
+actionlint runs here as its WebAssembly build under Node.js (scripts/actionlint.cjs; scripts/
+tools.py installs it), which checks syntax, expressions, contexts, job dependencies and runner
+labels but runs no shellcheck; the workflow's own actionlint job runs the current release, with
+shellcheck on every run step.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ import yaml
 from tests.kind.conftest import KIND_NODE_IMAGE, KIND_VERSION
 from tests.kind.test_real_cluster import MIN_KUBERNETES_MINOR
 from tests.packaging.conftest import ROOT
+from tests.support.binaries import require_binary
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
+ACTIONLINT = ROOT / "scripts" / "actionlint.cjs"
 # An action at a major (or more precise) version tag, or at a commit.
 PINNED = re.compile(r"[\w.-]+/[\w./-]+@(v\d+(\.\d+){0,2}|[0-9a-f]{40})")
 NODE_IMAGE = re.compile(r"kindest/node:v1\.(\d+)\.\d+(@sha256:[0-9a-f]{64})?")
@@ -42,6 +45,15 @@ def schema_check(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def actionlint(path: Path) -> subprocess.CompletedProcess[str]:
+    node = require_binary("node", "runs actionlint on the workflows")
+    if not (ROOT / ".tools" / "actionlint" / "main.wasm").is_file():
+        pytest.fail("no actionlint: run `python scripts/tools.py` (make setup does) to install it")
+    return subprocess.run(
+        [node, str(ACTIONLINT), str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 def test_there_is_a_workflow() -> None:
     assert WORKFLOWS, "no workflow under .github/workflows"
 
@@ -49,6 +61,12 @@ def test_there_is_a_workflow() -> None:
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_workflow_matches_the_schema(path: Path) -> None:
     proc = schema_check(path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_passes_actionlint(path: Path) -> None:
+    proc = actionlint(path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -88,6 +106,44 @@ def test_the_schema_refuses_a_broken_workflow(change: tuple[str, str], tmp_path:
     path.write_text(VALID.replace(old, new))
     proc = schema_check(path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
+
+
+# What actionlint refuses that the schema lets through: the KIND of error it reports.
+LINT_BROKEN = {
+    "an undefined context property": (
+        ("run: 'true'", "run: echo ${{ github.no_such_property }}"),
+        "expression",
+    ),
+    "a needs naming no job": (
+        ("    runs-on: ubuntu-latest\n", "    runs-on: ubuntu-latest\n    needs: [b]\n"),
+        "job-needs",
+    ),
+    "an unknown runner label": (
+        ("runs-on: ubuntu-latest", "runs-on: ubuntu-lastest"),
+        "runner-label",
+    ),
+}
+
+
+def test_actionlint_accepts_a_valid_workflow(tmp_path: Path) -> None:
+    path = tmp_path / "valid.yml"
+    path.write_text(VALID)
+    proc = actionlint(path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("case", LINT_BROKEN.values(), ids=LINT_BROKEN.keys())
+def test_actionlint_refuses_what_the_schema_accepts(
+    case: tuple[tuple[str, str], str], tmp_path: Path
+) -> None:
+    (old, new), kind = case
+    assert old in VALID
+    path = tmp_path / "broken.yml"
+    path.write_text(VALID.replace(old, new))
+    assert schema_check(path).returncode == 0, "the schema alone refuses it"
+    proc = actionlint(path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"{path}:" in proc.stdout and proc.stdout.rstrip().endswith(f"[{kind}]"), proc.stdout
 
 
 def workflow(path: Path) -> dict[str, Any]:
