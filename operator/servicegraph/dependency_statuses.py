@@ -9,6 +9,7 @@ An object no graph selects any more is told so (`Accepted` Unknown, `NotSelected
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -16,7 +17,7 @@ from typing import Any
 
 from servicegraph.api import SERVICE_DEPENDENCY
 from servicegraph.graph import Graph
-from servicegraph.indexing import IndexedDependency, IndexedGraph, ObjectKey
+from servicegraph.indexing import IndexedDependency, IndexedGraph, ObjectKey, status_json
 from servicegraph.kube import Kube, KubeError
 from servicegraph.status import (
     comparable,
@@ -62,8 +63,8 @@ class DependencyStatuses:
         self.tenancy = tenancy
         self.concurrency = concurrency
         self.logger = logger
-        # What this loop wrote and the index may not show yet: not written twice.
-        self.written: dict[ObjectKey, Body] = {}
+        # What this loop wrote and the index may not show yet (not written twice), as JSON.
+        self.written: dict[ObjectKey, str] = {}
 
     async def write(
         self,
@@ -163,19 +164,23 @@ class DependencyStatuses:
             if desired != comparable(previous, desired):
                 yield (dep.namespace, dep.name), desired
 
-    def _previous(self, dep: IndexedDependency) -> Body | Mapping[str, Any]:
+    def _previous(self, dep: IndexedDependency) -> Body:
         """The object's status as this loop last wrote it, until the index shows it."""
         key = (dep.namespace, dep.name)
-        written = self.written.get(key)
-        if written is not None and comparable(dep.status, written) == written:
+        shown = dep.status
+        encoded = self.written.get(key)
+        if encoded is None:
+            return shown
+        written: Body = json.loads(encoded)
+        if comparable(shown, written) == written:
             del self.written[key]  # the index has caught up: forget our copy
-            written = None
-        return written or dep.status
+            return shown
+        return written or shown
 
     async def _write_one(self, key: ObjectKey, status: Body) -> KubeError | None:
         try:
             if await self.kube.patch_status(SERVICE_DEPENDENCY.plural, *key, status):
-                self.written[key] = status
+                self.written[key] = status_json(status)
                 METRICS.writes.labels("servicedependency-status").inc()
         except KubeError as error:
             self.logger.warning(f"status of ServiceDependency {key[0]}/{key[1]}: {error}")

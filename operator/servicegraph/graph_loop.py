@@ -312,6 +312,10 @@ class GraphLoop:
         METRICS.record_graph(self.namespace, self.name, summary)
 
         problem, failure = await self._write_snapshot(result, spec, now)
+        # The snapshot's bytes (16 MiB at 10,000 services) are not held through the status
+        # writes that follow, which take longest.
+        graph = result.graph
+        del result
         states = self._source_states(spec)
         invalid = next((s for s in states if s.reason == INVALID_CONFIGURATION), None)
         if invalid is not None:
@@ -320,7 +324,7 @@ class GraphLoop:
                 f"source {invalid.name}: {invalid.message}",
             )
         status = graph_status(
-            result.graph,
+            graph,
             generation=generation,
             previous=previous,
             snapshot=self.store.info(),
@@ -339,10 +343,8 @@ class GraphLoop:
                 f"{summary.cycles} unacknowledged cycles, {summary.stale_edges} stale, "
                 f"{summary.drift} drift"
             )
-        self.cycle_events.post(result.graph)
-        await self.statuses.write(
-            selected, self.dependencies, list(self.graphs()), result.graph, now
-        )
+        self.cycle_events.post(graph)
+        await self.statuses.write(selected, self.dependencies, list(self.graphs()), graph, now)
         if failure is not None:  # the status says so; now retry with backoff
             raise failure
 
